@@ -1,0 +1,41 @@
+"""The aiohttp application: routes, static client, and ownership of the hub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from signaling import offer
+from signaling.body import MAX_BODY_BYTES
+from signaling.config import ServerConfig
+from signaling.errors import error_middleware
+from signaling.keys import CONFIG, HUB
+from webrtc_stt.hub import SessionHub
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "client" / "static"
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    """The browser client."""
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def create_app(hub: SessionHub, config: ServerConfig | None = None) -> web.Application:
+    """Build the app around a hub; the app ends every session when it shuts down."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[HUB] = hub
+    app[CONFIG] = config or ServerConfig()
+
+    async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[HUB].shutdown()
+
+    app.cleanup_ctx.append(sessions_ctx)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get("/healthz", offer.healthz)
+    app.router.add_post("/v1/offer", offer.post_offer)
+    app.router.add_delete("/v1/sessions/{session_id}", offer.delete_session)
+    return app

@@ -1,0 +1,55 @@
+"""The JSON offer/answer endpoint and session control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from signaling.body import BodyError, read_json
+from signaling.keys import HUB
+from webrtc_stt.media.peer import PeerSession
+
+
+def _language(options: Any) -> str | None:
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise BodyError(400, "bad_request", "options must be an object")
+    language = options.get("language")
+    if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 8):
+        raise BodyError(400, "bad_request", "options.language must be a language code or auto")
+    return language
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    """``POST /v1/offer``: answer a WebRTC offer and start a session."""
+    body = await read_json(request)
+    sdp = body.get("sdp")
+    if body.get("type") != "offer" or not isinstance(sdp, str):
+        raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
+    peer, answer = await PeerSession.answer(
+        request.app[HUB], sdp, language=_language(body.get("options"))
+    )
+    return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    """``DELETE /v1/sessions/{id}``: end a session; speech in progress is finalized."""
+    await request.app[HUB].end(request.match_info["session_id"])
+    return web.Response(status=204)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness plus a little load information."""
+    hub = request.app[HUB]
+    load = hub.engine.load()
+    return web.json_response(
+        {
+            "status": "ok",
+            "model": hub.engine.model_name,
+            "sessions": len(hub),
+            "engine_busy": round(load.busy_fraction, 3),
+            "waiting_finals": load.waiting_finals,
+        }
+    )

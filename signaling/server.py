@@ -1,0 +1,87 @@
+"""Start a server from a :class:`ServerConfig`: load the model, build the app, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from signaling.app import create_app
+from signaling.config import ServerConfig
+from webrtc_stt.asr.backend import WhisperBackend
+from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.asr.transcriber import TextFilter
+from webrtc_stt.hub import SessionHub
+from webrtc_stt.media.ice import install_ice_policy
+from webrtc_stt.vad import SileroModel
+
+log = logging.getLogger(__name__)
+
+
+def build_engine(config: ServerConfig) -> LocalEngine:
+    """Load the model(s) now, so a bad model fails at start with one clear message."""
+    backend = WhisperBackend(config.engine, allow_download=config.allow_download)
+    return LocalEngine(backend, max_batch=config.engine.max_batch)
+
+
+def build_hub(config: ServerConfig, engine: LocalEngine) -> SessionHub:
+    """The hub over an engine, with the process-wide ICE policy installed."""
+    install_ice_policy(config.ice)
+    return SessionHub(
+        engine,
+        config.hub,
+        text_filter=TextFilter.from_engine(config.engine),
+        vad_model=SileroModel.shared(),
+    )
+
+
+@dataclass
+class RunningServer:
+    """A started server; :meth:`stop` ends every session and releases the port."""
+
+    runner: web.AppRunner
+    hub: SessionHub
+    engine: LocalEngine | None
+    url: str
+
+    async def stop(self) -> None:
+        """Shut down the HTTP side, every session and (if owned) the engine."""
+        await self.runner.cleanup()
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.close)
+
+
+async def start_server(config: ServerConfig, engine: LocalEngine | None = None) -> RunningServer:
+    """Start serving; port 0 picks a free port (see ``RunningServer.url``).
+
+    An ``engine`` passed in is shared and not closed by :meth:`RunningServer.stop`.
+    """
+    owned = engine is None
+    if engine is None:
+        engine = await asyncio.to_thread(build_engine, config)
+    hub = build_hub(config, engine)
+    runner = web.AppRunner(create_app(hub, config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        if owned:
+            await asyncio.to_thread(engine.close)
+        raise
+    host, port = runner.addresses[0][:2]
+    host = f"[{host}]" if ":" in host else host
+    return RunningServer(runner, hub, engine if owned else None, f"http://{host}:{port}")
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until cancelled."""
+    server = await start_server(config)
+    log.info("webrtc-stt serving model %s on %s/", config.engine.model, server.url)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()

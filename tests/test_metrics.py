@@ -1,0 +1,230 @@
+"""Bench metrics: normalization, corpus WER, manifest, latency percentiles, flicker."""
+
+from __future__ import annotations
+
+import json
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.metrics import (
+    Clip,
+    FlickerStats,
+    LatencyStats,
+    WerResult,
+    corpus_wer,
+    flicker,
+    load_manifest,
+    normalize,
+    percentile,
+)
+
+SHARED_MANIFEST = Path("/work/shared/data/speech/manifest.jsonl")
+
+
+# --- normalization and WER --------------------------------------------------------------
+
+
+def test_normalize_follows_whisper() -> None:
+    assert normalize("Hello, World!") == "hello world"
+    assert normalize("  Ask not  what.") == "ask not what"
+    assert normalize("Mr. Smith") == "mister smith"
+    assert normalize("") == ""
+
+
+def test_normalize_keeps_upstream_quirks() -> None:
+    # Kept as is so our WER compares with published Whisper numbers: number words merge,
+    # and a trailing ellipsis leaves a "." token that counts as a word.
+    assert normalize("one two") == "12"
+    assert normalize("what...") == "what ."
+
+
+def test_corpus_wer_counts_edits_over_the_corpus() -> None:
+    result = corpus_wer(
+        ["the cat sat on the mat", "hello world"],
+        ["the cat sat on a mat today", "world"],
+    )
+    # "the"->"a" substituted, "today" inserted, "hello" deleted: 3 edits over 8 words.
+    assert result == WerResult(wer=3 / 8, substitutions=1, deletions=1, insertions=1, ref_words=8)
+
+
+def test_corpus_wer_is_not_an_average_of_utterance_wers() -> None:
+    result = corpus_wer(["a b c d e f g h i j", "k"], ["a b c d e f g h i j", "x"])
+    assert result.wer == pytest.approx(1 / 11)
+
+
+def test_corpus_wer_normalizes_both_sides() -> None:
+    result = corpus_wer(["HE HOPED THERE WOULD BE STEW"], ["He hoped there would be stew."])
+    assert result.wer == 0.0
+    assert result.ref_words == 6
+
+
+def test_corpus_wer_empty_hypothesis_and_empty_reference() -> None:
+    result = corpus_wer(["red fish", ""], ["", "extra words"])
+    assert (result.deletions, result.insertions, result.ref_words) == (2, 2, 2)
+    assert result.wer == 2.0
+
+
+def test_corpus_wer_errors() -> None:
+    with pytest.raises(ValueError, match="hypotheses"):
+        corpus_wer(["a"], [])
+    with pytest.raises(ValueError, match="no words"):
+        corpus_wer(["", "uh"], ["x", "y"])
+
+
+# --- manifest ---------------------------------------------------------------------------
+
+
+def _write_wav(path: Path, rate: int, seconds: float) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.zeros(int(rate * seconds), dtype="<i2").tobytes())
+
+
+def _write_manifest(folder: Path) -> Path:
+    (folder / "audio").mkdir()
+    _write_wav(folder / "audio" / "a.wav", 16000, 0.5)
+    _write_wav(folder / "audio" / "b.wav", 8000, 0.25)
+    manifest = folder / "manifest.jsonl"
+    entries = [
+        {"id": "a", "audio": "audio/a.wav", "text": "Alpha.", "seconds": 0.5, "kind": "utterance"},
+        {
+            "id": "b",
+            "audio": "audio/b.wav",
+            "text": "Beta",
+            "seconds": 0.25,
+            "kind": "longform",
+            "orig_sample_rate": 44100,
+        },
+    ]
+    manifest.write_text("\n".join(json.dumps(e) for e in entries) + "\n\n", encoding="utf-8")
+    return manifest
+
+
+def test_load_manifest(tmp_path: Path) -> None:
+    clips = load_manifest(_write_manifest(tmp_path))
+    assert clips == [
+        Clip("a", (tmp_path / "audio" / "a.wav").resolve(), "Alpha.", 0.5, "utterance", 16000),
+        Clip("b", (tmp_path / "audio" / "b.wav").resolve(), "Beta", 0.25, "longform", 8000),
+    ]
+
+
+def test_load_manifest_ids_select_and_order(tmp_path: Path) -> None:
+    manifest = _write_manifest(tmp_path)
+    assert [c.id for c in load_manifest(manifest, ids=["b", "a"])] == ["b", "a"]
+    assert load_manifest(str(manifest), ids=[]) == []
+    with pytest.raises(KeyError, match="nope"):
+        load_manifest(manifest, ids=["a", "nope"])
+
+
+def test_load_manifest_rejects_duplicate_ids(tmp_path: Path) -> None:
+    manifest = _write_manifest(tmp_path)
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    manifest.write_text("\n".join([lines[0], lines[0]]), encoding="utf-8")
+    with pytest.raises(ValueError, match="duplicate"):
+        load_manifest(manifest)
+
+
+@pytest.mark.skipif(not SHARED_MANIFEST.exists(), reason="shared speech data not present")
+def test_shared_manifest_loads() -> None:
+    clips = load_manifest(SHARED_MANIFEST)
+    assert len(clips) >= 20
+    assert len({c.id for c in clips}) == len(clips)
+    jfk = load_manifest(SHARED_MANIFEST, ids=["jfk"])[0]
+    assert jfk.audio.is_file() and jfk.sample_rate == 16000
+    assert jfk.text.startswith("And so, my fellow Americans")
+    assert {c.kind for c in clips} <= {"utterance", "longform"}
+
+
+# --- latency ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", [0, 5, 25, 50, 90, 95, 99, 100])
+def test_percentile_matches_numpy(q: float) -> None:
+    values = [0.31, 0.12, 0.5, 0.44, 0.2, 0.9, 0.05]
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_edges() -> None:
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([1.0, 2.0], 50) == 1.5
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_latency_stats() -> None:
+    stats = LatencyStats.of([float(v) for v in range(1, 101)])
+    assert (stats.median, stats.mean, stats.n) == (50.5, 50.5, 100)
+    assert stats.p95 == pytest.approx(95.05)
+    with pytest.raises(ValueError):
+        LatencyStats.of([])
+
+
+# --- flicker ----------------------------------------------------------------------------
+
+
+def test_flicker_of_pure_extensions_is_zero() -> None:
+    partials = [("hello", ""), ("hello world", "hello"), ("Hello world, how", "hello world")]
+    assert flicker(partials, "Hello world, how are you?") == FlickerStats(
+        updates=2, changed=0, flicker_rate=0.0, retractions=0
+    )
+
+
+def test_flicker_counts_rewrites_of_shown_words() -> None:
+    partials = [
+        ("i scream", ""),
+        ("ice cream", ""),  # rewrite
+        ("ice cream for", ""),  # extension
+        ("ice cream four", ""),  # rewrite of the last shown word
+        ("ice cream", ""),  # a shown word removed
+    ]
+    stats = flicker(partials, "ice cream for you")
+    assert (stats.updates, stats.changed, stats.retractions) == (4, 3, 0)
+    assert stats.flicker_rate == 0.75
+
+
+def test_flicker_ignores_case_and_punctuation() -> None:
+    stats = flicker([("so my fellow", ""), ("So, my fellow Americans", "")], "So, my fellow...")
+    assert stats.changed == 0
+
+
+def test_retraction_in_a_later_partial() -> None:
+    partials = [("ask not", "ask"), ("ask not what", "ask not"), ("asked what", "")]
+    stats = flicker(partials, "ask not what")
+    # The third partial drops both committed "ask" and "ask not"; the final is fine.
+    assert stats.retractions == 1
+    assert stats.changed == 1
+
+
+def test_retraction_in_the_final() -> None:
+    partials = [("my fellow", "my"), ("my fellow americans", "my fellow")]
+    assert flicker(partials, "my fellows americans").retractions == 1
+
+
+def test_retraction_hidden_by_a_shrinking_commit_is_still_found() -> None:
+    # The second partial commits less, but "one two" was already promised.
+    partials = [("one two three", "one two"), ("one four", "one")]
+    assert flicker(partials, "one four").retractions == 2
+
+
+def test_commit_within_the_same_partial_is_not_checked() -> None:
+    # A commit is checked against later texts only; its own partial is the producer's job.
+    assert flicker([("alpha", "alpha beta")], "alpha beta gamma").retractions == 0
+
+
+def test_flicker_with_one_or_no_partial() -> None:
+    assert flicker([], "anything") == FlickerStats(0, 0, 0.0, 0)
+    assert flicker([("anything", "")], "something else") == FlickerStats(0, 0, 0.0, 0)
+    assert flicker([("anything", "anything")], "something else").retractions == 1
+
+
+def test_flicker_rate_is_finite() -> None:
+    stats = flicker([("a", ""), ("b", "")], "b")
+    assert math.isfinite(stats.flicker_rate) and stats.flicker_rate == 1.0

@@ -1,0 +1,116 @@
+"""The session pipeline on a virtual clock: real VAD and engine scheduling, scripted or
+real decoder. Deterministic, so endpointing, commit policy and cuts are tested exactly."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from tests.data import clip
+from tests.fakes import ScriptedDecoder
+from webrtc_stt import SAMPLE_RATE
+from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.audio.resample import load_audio
+from webrtc_stt.events import Final, Partial, Ready, SpeechEnd, SpeechStart
+from webrtc_stt.replay import Stamped, replay
+from webrtc_stt.session import Session
+
+
+def check_stream_rules(events: list[Stamped]) -> None:
+    """seq 1..n; ready first; per segment: start, partials, final; ids grow by one."""
+    assert [s.envelope.seq for s in events] == list(range(1, len(events) + 1))
+    assert isinstance(events[0].envelope.event, Ready)
+    started: list[int] = []
+    finals: set[int] = set()
+    for stamped in events:
+        event = stamped.envelope.event
+        if isinstance(event, SpeechStart):
+            assert event.segment_id == (started[-1] + 1 if started else 1)
+            started.append(event.segment_id)
+        elif isinstance(event, Partial):
+            assert event.segment_id in started and event.segment_id not in finals
+            assert event.text.startswith(event.committed)
+        elif isinstance(event, Final):
+            assert event.segment_id in started and event.segment_id not in finals
+            finals.add(event.segment_id)
+
+
+async def test_scripted_replay_of_real_speech_follows_the_rules() -> None:
+    engine = LocalEngine(ScriptedDecoder())
+    try:
+        session = Session("r", engine)
+        events = await replay(session, load_audio(clip("jfk").audio))
+    finally:
+        engine.close()
+    check_stream_rules(events)
+    finals = [s.envelope.event for s in events if isinstance(s.envelope.event, Final)]
+    assert len(finals) >= 2
+    # Committed words are never retracted: each final starts with every commit of its segment.
+    commits: dict[int, str] = defaultdict(str)
+    for stamped in events:
+        event = stamped.envelope.event
+        if isinstance(event, Partial):
+            assert event.committed.startswith(commits[event.segment_id])
+            commits[event.segment_id] = event.committed
+        elif isinstance(event, Final):
+            assert event.text.startswith(commits[event.segment_id])
+
+
+async def test_speculative_final_is_ready_when_the_silence_ends_speech() -> None:
+    """With a decoder that takes no virtual time, each final is published at the very chunk
+    that ends the utterance: the final decode ran during the silence."""
+    engine = LocalEngine(ScriptedDecoder())
+    try:
+        events = await replay(Session("r", engine), load_audio(clip("jfk").audio))
+    finally:
+        engine.close()
+    ends = {s.envelope.event.segment_id: s.position for s in events
+            if isinstance(s.envelope.event, SpeechEnd)}
+    for stamped in events:
+        event = stamped.envelope.event
+        if isinstance(event, Final) and event.segment_id in ends:
+            assert stamped.position == ends[event.segment_id]
+
+
+async def test_long_utterance_is_cut_at_a_committed_word_losing_no_audio() -> None:
+    """60 s of continuous speech-like audio: segments never pass the 25 s window, and
+    consecutive segments tile the audio without gaps."""
+    speech = load_audio(clip("LJ001-0001_0017_longform").audio)[: 60 * SAMPLE_RATE]
+    engine = LocalEngine(ScriptedDecoder())
+    try:
+        session = Session("r", engine)
+        events = await replay(session, speech)
+    finally:
+        engine.close()
+    check_stream_rules(events)
+    finals = [s.envelope.event for s in events if isinstance(s.envelope.event, Final)]
+    assert finals
+    for final in finals:
+        assert final.end - final.start <= 25 * SAMPLE_RATE
+    cuts = [(a, b) for a, b in zip(finals, finals[1:], strict=False) if b.start == a.end]
+    assert cuts, "expected at least one cut inside continuous speech"
+    for final in finals:
+        if final.words:
+            assert final.words[-1].end <= final.end
+
+
+@pytest.mark.model
+async def test_real_engine_replay_transcribes_jfk(engine: LocalEngine) -> None:
+    from bench.metrics import corpus_wer
+
+    jfk = clip("jfk")
+    events = await replay(Session("r", engine), load_audio(jfk.audio))
+    check_stream_rules(events)
+    text = " ".join(s.envelope.event.text for s in events if isinstance(s.envelope.event, Final))
+    assert corpus_wer([jfk.text], [text]).wer <= 0.15
+
+
+async def test_silence_produces_no_segment() -> None:
+    engine = LocalEngine(ScriptedDecoder())
+    try:
+        events = await replay(Session("r", engine), np.zeros(10 * SAMPLE_RATE, np.float32))
+    finally:
+        engine.close()
+    assert [type(s.envelope.event) for s in events] == [Ready]

@@ -1,0 +1,268 @@
+"""Batched Whisper decoding on CTranslate2 through faster-whisper's model objects.
+
+This is the only module that calls the model. It is synchronous and runs on the engine's
+worker thread: features, encoder, decoder and word alignment for a batch of requests from
+many sessions in one pass. Encoder windows are as short as accuracy allows (see
+``EngineConfig.min_window_s``) instead of Whisper's fixed 30 s, which is most of the cost.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from webrtc_stt import SAMPLE_RATE
+from webrtc_stt.asr.filters import trim_repetition
+from webrtc_stt.asr.models import load_whisper
+from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.config import EngineConfig
+
+FRAMES_PER_SECOND = 100  # mel frames
+SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
+MAX_FRAMES = 3000
+TOKENS_PER_SECOND = 7.0  # generous bound for speech; a loop runs into it and stops
+MAX_PROMPT_TOKENS = 223 // 2
+
+
+class WhisperBackend:
+    """Holds the model(s) and decodes batches. Not thread-safe: one worker thread calls it."""
+
+    def __init__(self, config: EngineConfig, *, allow_download: bool = False) -> None:
+        self._config = config
+        common: dict[str, Any] = {
+            "device": config.device,
+            "compute_type": config.compute_type,
+            "cpu_threads": config.cpu_threads,
+            "allow_download": allow_download,
+        }
+        self._final_model = load_whisper(config.model, **common)
+        self._partial_model = (
+            load_whisper(config.partial_model, **common)
+            if config.partial_model and config.partial_model != config.model
+            else self._final_model
+        )
+        self._tokenizers: dict[tuple[int, str], Any] = {}
+
+    @property
+    def model_name(self) -> str:
+        """Name of the model that decodes finals."""
+        return self._config.model
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the final model is multilingual."""
+        return bool(self._final_model.model.is_multilingual)
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
+        """Decode requests of one kind together; results in the same order."""
+        if not requests:
+            return []
+        kind = requests[0].kind
+        if any(r.kind is not kind for r in requests):
+            raise ValueError("a batch holds one kind of request")
+        model = self._final_model if kind is DecodeKind.FINAL else self._partial_model
+        options = self._config.final if kind is DecodeKind.FINAL else self._config.partial
+
+        features, frames = self._features(model, requests)
+        import ctranslate2
+
+        encoder_output = model.model.encode(
+            ctranslate2.StorageView.from_array(features), to_cpu=False
+        )
+        languages = self._languages(model, requests, encoder_output)
+        tokenizers = [self._tokenizer(model, lang) for lang in languages]
+        prompts = [
+            self._prompt(tok, r.prompt, r.prefix)
+            for tok, r in zip(tokenizers, requests, strict=True)
+        ]
+        longest = max(r.seconds for r in requests)
+        max_length = min(
+            model.max_length,
+            max(len(p) for p in prompts) + int(10 + TOKENS_PER_SECOND * longest),
+        )
+        generated = model.model.generate(
+            encoder_output,
+            prompts,
+            beam_size=options.beam_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )
+        results: list[DecodeResult] = []
+        aligned: list[int] = []
+        token_lists: list[list[int]] = []
+        for i, (request, gen, tok) in enumerate(zip(requests, generated, tokenizers, strict=True)):
+            # CTranslate2 returns the forced prefix along with the generated tokens.
+            text_tokens = [t for t in gen.sequences_ids[0] if t < tok.eot]
+            text = tok.decode(text_tokens).strip()
+            text, text_tokens = self._guard_repetition(tok, text, text_tokens, request.prefix)
+            length = max(1, len(gen.sequences_ids[0]))
+            avg_logprob = float(gen.scores[0]) * length / (length + 1)
+            results.append(
+                DecodeResult(
+                    text=text,
+                    language=languages[i],
+                    avg_logprob=avg_logprob,
+                    no_speech_prob=float(gen.no_speech_prob),
+                    compression_ratio=compression_ratio(text),
+                )
+            )
+            token_lists.append(text_tokens)
+            if request.word_timestamps and text_tokens:
+                aligned.append(i)
+        if aligned:
+            self._align(model, tokenizers, requests, encoder_output, frames, token_lists,
+                        aligned, results)
+        return results
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _features(
+        self, model: Any, requests: Sequence[DecodeRequest]
+    ) -> tuple[np.ndarray[Any, np.dtype[np.float32]], list[int]]:
+        """Log-mel features of every request, zero-padded to one window length."""
+        mels = [model.feature_extractor(r.audio[: MAX_FRAMES * SAMPLES_PER_FRAME])
+                for r in requests]
+        frames = [min(MAX_FRAMES, len(r.audio) // SAMPLES_PER_FRAME) for r in requests]
+        window_s = max(
+            self._config.min_window_s,
+            math.ceil(max(frames) / FRAMES_PER_SECOND + self._config.window_margin_s),
+        )
+        width = min(MAX_FRAMES, int(window_s * FRAMES_PER_SECOND))
+        batch = np.zeros((len(requests), mels[0].shape[0], width), dtype=np.float32)
+        for i, (mel, n) in enumerate(zip(mels, frames, strict=True)):
+            batch[i, :, :n] = mel[:, :n]
+        return batch, frames
+
+    def _languages(self, model: Any, requests: Sequence[DecodeRequest], encoder_output: Any
+                   ) -> list[str]:
+        if not model.model.is_multilingual:
+            return ["en"] * len(requests)
+        missing = [i for i, r in enumerate(requests) if r.language is None]
+        langs = [r.language or "" for r in requests]
+        if missing:
+            detected = model.model.detect_language(encoder_output)
+            for i in missing:
+                langs[i] = detected[i][0][0][2:-2]  # "<|de|>" -> "de"
+        return langs
+
+    def _tokenizer(self, model: Any, language: str) -> Any:
+        key = (id(model), language)
+        tok = self._tokenizers.get(key)
+        if tok is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            tok = Tokenizer(
+                model.hf_tokenizer,
+                model.model.is_multilingual,
+                task="transcribe",
+                language=language if model.model.is_multilingual else "en",
+            )
+            self._tokenizers[key] = tok
+        return tok
+
+    @staticmethod
+    def _prefix_tokens(tok: Any, prefix: str) -> list[int]:
+        return list(tok.encode(" " + prefix.strip())) if prefix.strip() else []
+
+    def _prompt(self, tok: Any, prompt: str, prefix: str) -> list[int]:
+        tokens: list[int] = []
+        if prompt.strip():
+            context = tok.encode(" " + prompt.strip())[-MAX_PROMPT_TOKENS:]
+            tokens = [tok.sot_prev, *context]
+        return [*tokens, *tok.sot_sequence, tok.no_timestamps, *self._prefix_tokens(tok, prefix)]
+
+    @staticmethod
+    def _guard_repetition(tok: Any, text: str, tokens: list[int], prefix: str
+                          ) -> tuple[str, list[int]]:
+        """Cut a decoding loop ("a b c a b c a b c") down to one copy of the phrase."""
+        trimmed = trim_repetition(text)
+        if trimmed == text:
+            return text, tokens
+        if prefix.strip() and not trimmed.startswith(prefix.strip()):
+            trimmed = prefix.strip()
+        return trimmed, list(tok.encode(" " + trimmed)) if trimmed else []
+
+    def _align(
+        self,
+        model: Any,
+        tokenizers: Sequence[Any],
+        requests: Sequence[DecodeRequest],
+        encoder_output: Any,
+        frames: Sequence[int],
+        token_lists: Sequence[list[int]],
+        indices: Sequence[int],
+        results: list[DecodeResult],
+    ) -> None:
+        """Word times and probabilities from cross-attention (DTW), batched per language."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        alignments = model.model.align(
+            encoder_output,
+            tokenizers[indices[0]].sot_sequence,
+            [token_lists[i] if i in indices else [tokenizers[i].eot] for i in
+             range(len(requests))],
+            list(frames),
+            median_filter_width=7,
+        )
+        for i in indices:
+            tok = tokenizers[i]
+            words = _words_from_alignment(tok, token_lists[i], alignments[i])
+            merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+            length = len(requests[i].audio)
+            decoded = tuple(
+                DecodedWord(
+                    word=w["word"],
+                    start=min(length, int(w["start"] * SAMPLE_RATE)),
+                    end=min(length, int(w["end"] * SAMPLE_RATE)),
+                    probability=float(w["probability"]),
+                )
+                for w in words
+                if w["word"]
+            )
+            r = results[i]
+            results[i] = DecodeResult(
+                text=r.text,
+                language=r.language,
+                words=decoded,
+                avg_logprob=r.avg_logprob,
+                no_speech_prob=r.no_speech_prob,
+                compression_ratio=r.compression_ratio,
+            )
+
+
+def _words_from_alignment(tok: Any, text_tokens: list[int], result: Any) -> list[dict[str, Any]]:
+    """faster-whisper's find_alignment arithmetic for one item (tokens at 50 per second)."""
+    text_token_probs = result.text_token_probs
+    pairs = result.alignments
+    text_indices = np.array([p[0] for p in pairs])
+    time_indices = np.array([p[1] for p in pairs])
+    words, word_tokens = tok.split_to_word_tokens(text_tokens + [tok.eot])
+    if len(word_tokens) <= 1 or len(text_indices) == 0:
+        return []
+    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_indices[jumps] / 50.0
+    if len(jump_times) < boundaries[-1] + 1:
+        return []
+    starts = jump_times[boundaries[:-1]]
+    ends = jump_times[boundaries[1:]]
+    probs = [float(np.mean(text_token_probs[i:j])) for i, j in
+             zip(boundaries[:-1], boundaries[1:], strict=True)]
+    return [
+        {"word": w, "tokens": t, "start": float(s), "end": float(e), "probability": p}
+        # words ends with the end-of-text marker, which has no span: zip drops it.
+        for w, t, s, e, p in zip(words, word_tokens, starts, ends, probs, strict=False)
+    ]
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetitiveness measure: raw bytes over zlib-compressed bytes."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0

@@ -1,0 +1,250 @@
+"""The engine: one model per process, decode work of all sessions scheduled on one thread.
+
+Sessions talk to an :class:`Engine` (a Protocol) so the local engine here and a distributed
+one are interchangeable. :class:`LocalEngine` keeps two queues:
+
+* finals, first come first served, never dropped;
+* partials, at most one per session: a newer partial replaces the waiting one, whose
+  caller gets :class:`Superseded` (stale partial work is worthless).
+
+The worker thread takes a batch of finals if any wait, else a batch of partials, and decodes
+it with :class:`WhisperBackend`. Model calls never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from webrtc_stt.asr.requests import (
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    EngineClosed,
+    Superseded,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """What a session needs from an engine."""
+
+    @property
+    def model_name(self) -> str:
+        """Name of the model that produces finals."""
+        ...
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the model can transcribe and detect languages other than English."""
+        ...
+
+    async def decode(self, request: DecodeRequest) -> DecodeResult:
+        """Decode one request; raises Superseded for a replaced partial."""
+        ...
+
+    def load(self) -> EngineLoad:
+        """How busy the engine is, for partial cadence and admission control."""
+        ...
+
+    def forget(self, session_key: str) -> None:
+        """Drop waiting partial work of a session that has ended."""
+        ...
+
+
+class BatchDecoder(Protocol):
+    """The synchronous model side: decodes a batch of one kind, in order."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def multilingual(self) -> bool: ...
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]: ...
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """A snapshot of the engine's work."""
+
+    waiting_finals: int
+    waiting_partials: int
+    busy_fraction: float
+    """Share of recent wall time the worker spent decoding (0..1)."""
+    realtime_factor: float
+    """Recent compute seconds per second of audio decoded in finals (lower is better)."""
+    dropped_partials: int
+    decoded: int
+
+
+@dataclass
+class _Job:
+    request: DecodeRequest
+    future: asyncio.Future[DecodeResult]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float
+
+
+class LocalEngine:
+    """Schedules every session's decodes on one worker thread over one model."""
+
+    def __init__(self, decoder: BatchDecoder, *, max_batch: int = 8,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._decoder = decoder
+        self._max_batch = max_batch
+        self._clock = clock
+        self._lock = threading.Condition()
+        self._finals: deque[_Job] = deque()
+        self._partials: dict[str, _Job] = {}
+        self._closed = False
+        self._dropped = 0
+        self._decoded = 0
+        # Exponentially weighted busy time and real-time factor.
+        self._busy_ewma = 0.0
+        self._rtf_ewma = 0.0
+        self._last_idle_mark = clock()
+        self._thread = threading.Thread(target=self._run, name="whisper-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def model_name(self) -> str:
+        return self._decoder.model_name
+
+    @property
+    def multilingual(self) -> bool:
+        return self._decoder.multilingual
+
+    async def decode(self, request: DecodeRequest) -> DecodeResult:
+        loop = asyncio.get_running_loop()
+        job = _Job(request, loop.create_future(), loop, self._clock())
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("engine is shut down")
+            if request.kind is DecodeKind.FINAL:
+                self._finals.append(job)
+            else:
+                stale = self._partials.pop(request.session_key, None)
+                if stale is not None:
+                    self._dropped += 1
+                    _resolve(stale, error=Superseded())
+                self._partials[request.session_key] = job
+            self._lock.notify()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._discard(job)
+            raise
+
+    def forget(self, session_key: str) -> None:
+        with self._lock:
+            job = self._partials.pop(session_key, None)
+        if job is not None:
+            _resolve(job, error=Superseded())
+
+    def load(self) -> EngineLoad:
+        with self._lock:
+            return EngineLoad(
+                waiting_finals=len(self._finals),
+                waiting_partials=len(self._partials),
+                busy_fraction=self._busy_ewma,
+                realtime_factor=self._rtf_ewma,
+                dropped_partials=self._dropped,
+                decoded=self._decoded,
+            )
+
+    def close(self) -> None:
+        """Stop the worker; waiting callers get EngineClosed."""
+        with self._lock:
+            self._closed = True
+            jobs = list(self._finals) + list(self._partials.values())
+            self._finals.clear()
+            self._partials.clear()
+            self._lock.notify_all()
+        for job in jobs:
+            _resolve(job, error=EngineClosed("engine is shut down"))
+        self._thread.join(timeout=30)
+
+    # -- worker thread -----------------------------------------------------------------
+
+    def _discard(self, job: _Job) -> None:
+        with self._lock:
+            if self._partials.get(job.request.session_key) is job:
+                del self._partials[job.request.session_key]
+            elif job in self._finals:
+                self._finals.remove(job)
+
+    def _take_batch(self) -> list[_Job] | None:
+        with self._lock:
+            while not self._closed and not self._finals and not self._partials:
+                self._lock.wait()
+            if self._closed:
+                return None
+            if self._finals:
+                return [self._finals.popleft()
+                        for _ in range(min(self._max_batch, len(self._finals)))]
+            oldest = sorted(self._partials.values(), key=lambda j: j.enqueued)
+            batch = oldest[: self._max_batch]
+            for job in batch:
+                del self._partials[job.request.session_key]
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            live = [job for job in batch if not job.future.cancelled()]
+            if not live:
+                continue
+            started = self._clock()
+            idle = started - self._last_idle_mark
+            try:
+                results = self._decoder.decode_batch([job.request for job in live])
+            except Exception as exc:  # a bad batch must not kill the engine
+                log.exception("decode failed for %d request(s)", len(live))
+                for job in live:
+                    _resolve(job, error=exc)
+                continue
+            finally:
+                self._account(started, idle, live)
+            for job, result in zip(live, results, strict=True):
+                _resolve(job, result=result)
+
+    def _account(self, started: float, idle: float, batch: Sequence[_Job]) -> None:
+        now = self._clock()
+        busy = now - started
+        self._last_idle_mark = now
+        audio = sum(job.request.seconds for job in batch)
+        alpha = 0.2
+        with self._lock:
+            self._decoded += len(batch)
+            fraction = busy / max(busy + idle, 1e-6)
+            self._busy_ewma = (1 - alpha) * self._busy_ewma + alpha * fraction
+            if batch[0].request.kind is DecodeKind.FINAL and audio > 0:
+                self._rtf_ewma = (1 - alpha) * self._rtf_ewma + alpha * (busy / audio)
+
+
+def _resolve(job: _Job, *, result: DecodeResult | None = None,
+             error: BaseException | None = None) -> None:
+    """Complete a job's future from any thread."""
+
+    def complete() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        elif result is not None:
+            job.future.set_result(result)
+
+    try:
+        job.loop.call_soon_threadsafe(complete)
+    except RuntimeError:  # the session's loop is gone; nobody is waiting any more
+        pass

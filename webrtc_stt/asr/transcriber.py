@@ -1,0 +1,387 @@
+"""The streaming transcriber: one per session, a pure state machine without I/O.
+
+It owns the audio of the current utterance and decides what to decode next:
+
+* a *partial* every ``partial_interval_ms`` while someone speaks: greedy decode of the
+  window so far, forced to continue the committed words; LocalAgreement commits more;
+* a *speculative final* as soon as the VAD hears silence, so the final is usually ready by
+  the time the silence is long enough to end the utterance;
+* a *final* when speech ends: beam search over the utterance with word timestamps, forced
+  to continue the committed words so nothing committed is ever retracted;
+* a *cut* when the window reaches ``cut_window_s``: the utterance is split at the end of a
+  committed word into a final and a new segment, losing no audio.
+
+The session drives it: feed audio and VAD changes, ask :meth:`next_job`, run the job's
+request on the engine, hand the result to :meth:`complete`. All times are sample indices.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from webrtc_stt import SAMPLE_RATE
+from webrtc_stt.asr.commit import LocalAgreement
+from webrtc_stt.asr.filters import is_hallucination
+from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.audio.buffer import AudioBuffer
+from webrtc_stt.config import EngineConfig, StreamingConfig, ms_to_samples
+from webrtc_stt.events import Event, Final, Partial, SpeechEnd, SpeechStart, Word
+
+# Audio kept before the current position while idle, so a segment start moved earlier by
+# the VAD's padding still finds its samples.
+PREROLL = SAMPLE_RATE * 2
+_PENDING = DecodeResult("", "")
+"""Marks a speculative decode in flight, so only one is started per pause."""
+# A speculative final is reused when the real end is this close to the end it decoded.
+SPECULATION_TOLERANCE = 1024
+
+
+class JobKind(enum.Enum):
+    """What a decode is for."""
+
+    PARTIAL = "partial"
+    SPECULATIVE = "speculative"
+    FINAL = "final"
+    CUT = "cut"
+
+
+@dataclass
+class _Segment:
+    id: int
+    start: int
+    agreement: LocalAgreement
+    shown: str = ""
+    partial_count: int = 0
+    last_partial_at: int = -1
+    silence_at: int | None = None
+    end: int | None = None
+    speculation: tuple[int, DecodeResult] | None = None
+    cutting: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One decode the session should run: the request and what it is for."""
+
+    kind: JobKind
+    segment_id: int
+    upto: int
+    request: DecodeRequest = field(repr=False)
+    cached: DecodeResult | None = None
+    """Set when a speculative decode already covered this final: no decode is needed."""
+
+
+@dataclass(frozen=True)
+class TextFilter:
+    """Thresholds that decide when decoded text is silence or an invention."""
+
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    hallucination_max_probability: float = 0.6
+
+    @classmethod
+    def from_engine(cls, config: EngineConfig) -> TextFilter:
+        """The thresholds configured for the engine."""
+        return cls(
+            no_speech_threshold=config.no_speech_threshold,
+            log_prob_threshold=config.log_prob_threshold,
+            hallucination_max_probability=config.hallucination_max_probability,
+        )
+
+    def keep(self, result: DecodeResult, prefix: str) -> str:
+        """The text to show for a result, or "" when it is silence or a stock invention."""
+        if (
+            result.no_speech_prob > self.no_speech_threshold
+            and result.avg_logprob < self.log_prob_threshold
+        ):
+            return prefix
+        new = result.text[len(prefix) :] if result.text.startswith(prefix) else result.text
+        if not result.words and result.avg_logprob < self.log_prob_threshold:
+            return prefix  # an unsure partial would only flicker
+        if result.words:
+            confidence = float(np.mean([w.probability for w in result.words]))
+        else:
+            confidence = float(np.exp(result.avg_logprob))
+        if not prefix and self.invented(new, confidence):
+            return ""
+        return result.text
+
+    def invented(self, text: str, confidence: float) -> bool:
+        """A stock phrase said alone without conviction."""
+        return is_hallucination(text, confidence, self.hallucination_max_probability)
+
+
+class StreamingTranscriber:
+    """Turns one session's audio and VAD decisions into decode jobs and caption events."""
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        *,
+        session_key: str,
+        language: str | None,
+        text_filter: TextFilter,
+        end_pad: int = 0,
+        final_word_timestamps: bool = True,
+    ) -> None:
+        self._config = config
+        self._key = session_key
+        self._language = language
+        self._filter = text_filter
+        self._word_timestamps = final_word_timestamps
+        self._end_pad = end_pad
+        self._audio = AudioBuffer()
+        self._segment: _Segment | None = None
+        self._ended: deque[_Segment] = deque()
+        self._next_id = 1
+        self._history: deque[str] = deque()
+        self._history_end = -(10**12)
+        self._interval = ms_to_samples(config.partial_interval_ms)
+        self._first = ms_to_samples(config.first_partial_ms)
+        self._cut_at = int(config.cut_window_s * SAMPLE_RATE)
+        self._max_window = int(config.max_window_s * SAMPLE_RATE)
+
+    @property
+    def position(self) -> int:
+        """Samples received so far (stream time)."""
+        return self._audio.end
+
+    @property
+    def busy(self) -> bool:
+        """Whether speech is in progress or finals are still owed."""
+        return self._segment is not None or bool(self._ended)
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def append(self, samples: np.ndarray) -> None:
+        """Stream audio, 16 kHz mono float32, in order."""
+        self._audio.append(samples.astype(np.float32, copy=False))
+        if not self.busy:
+            self._audio.release(self.position - PREROLL)
+
+    def speech_started(self, start: int) -> list[Event]:
+        """VAD: speech began at ``start``."""
+        if self._segment is not None:  # a start without an end: close the old one first
+            events = self.speech_ended(start)
+        else:
+            events = []
+        self._segment = _Segment(
+            self._next_id, start, LocalAgreement(self._config.commit_holdback_words)
+        )
+        self._next_id += 1
+        return [*events, SpeechStart(self._segment.id, start)]
+
+    def silence_started(self, at: int) -> None:
+        """VAD: speech may have ended at ``at`` (tentative)."""
+        if self._segment is not None:
+            self._segment.silence_at = at
+
+    def speech_resumed(self) -> None:
+        """VAD: the tentative end was a pause."""
+        if self._segment is not None:
+            self._segment.silence_at = None
+            self._segment.speculation = None
+
+    def speech_ended(self, end: int) -> list[Event]:
+        """VAD: speech ended at ``end``; the segment's final is owed."""
+        segment = self._segment
+        if segment is None:
+            return []
+        self._segment = None
+        segment.end = max(end, segment.start)
+        self._ended.append(segment)
+        return [SpeechEnd(segment.id, segment.end)]
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def next_job(self, *, partial_stretch: float = 1.0, speculate: bool = True) -> Job | None:
+        """The most urgent decode now, or None. ``partial_stretch`` > 1 slows partials."""
+        if self._ended:
+            segment = self._ended[0]
+            assert segment.end is not None
+            return self._final_job(segment, JobKind.FINAL, segment.end)
+        current = self._segment
+        if current is None:
+            return None
+        segment = current
+        position = self.position
+        if position - segment.start >= self._cut_at and not segment.cutting:
+            upto = min(position, segment.start + self._max_window)
+            return self._final_job(segment, JobKind.CUT, upto)
+        if (
+            speculate
+            and segment.silence_at is not None
+            and segment.speculation is None
+            and position >= segment.silence_at + self._end_pad
+        ):
+            # The VAD will end the utterance exactly here unless speech resumes.
+            segment.speculation = (-1, _PENDING)
+            return self._final_job(segment, JobKind.SPECULATIVE, segment.silence_at + self._end_pad)
+        spoken = position - segment.start
+        due = segment.last_partial_at + int(self._interval * partial_stretch)
+        if spoken >= self._first and position >= due and segment.silence_at is None:
+            segment.last_partial_at = position
+            return Job(
+                JobKind.PARTIAL,
+                segment.id,
+                position,
+                DecodeRequest(
+                    self._key,
+                    DecodeKind.PARTIAL,
+                    self._audio.slice(segment.start, position),
+                    prefix=segment.agreement.committed_text(),
+                    prompt=self._prompt(segment.start),
+                    language=self._language,
+                ),
+            )
+        return None
+
+    def _final_job(self, segment: _Segment, kind: JobKind, upto: int) -> Job | None:
+        if kind is JobKind.FINAL and segment.speculation is not None:
+            decoded_upto, result = segment.speculation
+            if abs(decoded_upto - upto) <= SPECULATION_TOLERANCE:
+                return Job(kind, segment.id, decoded_upto, self._request(segment, decoded_upto),
+                           cached=result)
+        if kind is JobKind.CUT:
+            segment.cutting = True
+        return Job(kind, segment.id, upto, self._request(segment, upto))
+
+    def _request(self, segment: _Segment, upto: int) -> DecodeRequest:
+        return DecodeRequest(
+            self._key,
+            DecodeKind.FINAL,
+            self._audio.slice(segment.start, upto),
+            prefix=segment.agreement.committed_text(),
+            prompt=self._prompt(segment.start),
+            language=self._language,
+            word_timestamps=self._word_timestamps,
+        )
+
+    def _prompt(self, start: int) -> str:
+        if start - self._history_end > self._config.prompt_max_gap_s * SAMPLE_RATE:
+            return ""
+        return " ".join(self._history)[-self._config.prompt_max_chars :]
+
+    # -- results -----------------------------------------------------------------------
+
+    def complete(self, job: Job, result: DecodeResult) -> list[Event]:
+        """Apply a decode result; returns the caption events it produces."""
+        match job.kind:
+            case JobKind.PARTIAL:
+                return self._complete_partial(job, result)
+            case JobKind.SPECULATIVE:
+                segment = self._segment
+                if segment is not None and segment.id == job.segment_id:
+                    still_pausing = (
+                        segment.silence_at is not None
+                        and segment.silence_at + self._end_pad == job.upto
+                    )
+                    segment.speculation = (job.upto, result) if still_pausing else None
+                elif self._ended and self._ended[0].id == job.segment_id:
+                    self._ended[0].speculation = (job.upto, result)
+                return []
+            case JobKind.FINAL:
+                return self._complete_final(result)
+            case JobKind.CUT:
+                return self._complete_cut(job, result)
+
+    def abandon(self, job: Job) -> None:
+        """A job's decode failed or was dropped; let it be scheduled again."""
+        segment = self._segment
+        if segment is not None and segment.id == job.segment_id and job.kind is JobKind.CUT:
+            segment.cutting = False
+
+    def _complete_partial(self, job: Job, result: DecodeResult) -> list[Event]:
+        segment = self._segment
+        if segment is None or segment.id != job.segment_id:
+            return []
+        prefix = segment.agreement.committed_text()
+        text = self._filter.keep(result, prefix)
+        hypothesis = segment.agreement.update(text.split())
+        if hypothesis.text == segment.shown or not hypothesis.text:
+            return []
+        segment.shown = hypothesis.text
+        segment.partial_count += 1
+        return [
+            Partial(
+                segment.id,
+                hypothesis.text,
+                hypothesis.committed_text,
+                segment.start,
+                job.upto,
+            )
+        ]
+
+    def _complete_final(self, result: DecodeResult) -> list[Event]:
+        segment = self._ended.popleft()
+        assert segment.end is not None
+        text = self._filter.keep(result, segment.agreement.committed_text())
+        self._release()
+        if not text and segment.partial_count == 0:
+            return []
+        words = self._words(result, segment.start, text) if text else ()
+        self._remember(text, segment.end)
+        return [Final(segment.id, text, segment.start, segment.end, words, result.language)]
+
+    def _complete_cut(self, job: Job, result: DecodeResult) -> list[Event]:
+        segment = self._segment
+        if segment is None or segment.id != job.segment_id:
+            return []
+        committed = len(segment.agreement.committed)
+        words = self._words(result, segment.start, result.text)
+        # Cut after the last committed word that ends a second before the window's edge.
+        limit = job.upto - SAMPLE_RATE
+        cut_index = -1
+        for i, word in enumerate(words[:committed]):
+            if word.end <= limit:
+                cut_index = i
+        if cut_index >= 0:
+            kept = words[: cut_index + 1]
+            cut = kept[-1].end
+        else:
+            kept = words
+            cut = job.upto
+        text = " ".join(w.word for w in kept).strip()
+        if kept and self._filter.invented(text, float(np.mean([w.probability for w in kept]))):
+            text = ""
+        final = Final(segment.id, text, segment.start, cut, tuple(kept) if text else (),
+                      result.language)
+        self._remember(text, cut)
+        successor = _Segment(
+            self._next_id, cut, LocalAgreement(self._config.commit_holdback_words)
+        )
+        successor.last_partial_at = segment.last_partial_at
+        successor.silence_at = segment.silence_at
+        self._next_id += 1
+        self._segment = successor
+        self._release()
+        return [final, SpeechStart(successor.id, cut)]
+
+    def _words(self, result: DecodeResult, offset: int, text: str) -> tuple[Word, ...]:
+        if not result.words:
+            return ()
+        return tuple(_shift(w, offset) for w in result.words)
+
+    def _remember(self, text: str, end: int) -> None:
+        if text:
+            self._history.append(text)
+            while len(self._history) > 1 and sum(map(len, self._history)) > (
+                self._config.prompt_max_chars
+            ):
+                self._history.popleft()
+            self._history_end = end
+
+    def _release(self) -> None:
+        starts = [s.start for s in self._ended]
+        if self._segment is not None:
+            starts.append(self._segment.start)
+        self._audio.release(min(starts) if starts else self.position - PREROLL)
+
+
+def _shift(word: DecodedWord, offset: int) -> Word:
+    return Word(word.word.strip(), word.start + offset, word.end + offset, word.probability)
+

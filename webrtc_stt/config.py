@@ -1,0 +1,128 @@
+"""Frozen configuration for every stage of the pipeline."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from webrtc_stt import SAMPLE_RATE
+
+
+def ms_to_samples(ms: float) -> int:
+    """Convert milliseconds to a sample count at the pipeline rate."""
+    return int(round(ms * SAMPLE_RATE / 1000))
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Silero VAD endpointing.
+
+    ``threshold`` starts speech, ``neg_threshold`` (hysteresis) is what counts as silence;
+    speech ends after ``min_silence_ms`` of silence; bursts shorter than ``min_speech_ms``
+    are ignored; ``speech_pad_ms`` of audio is kept before an utterance (Whisper misses
+    first words cut too tight) and ``end_pad_ms`` after it.
+    """
+
+    threshold: float = 0.5
+    neg_threshold: float = 0.35
+    min_silence_ms: int = 400
+    min_speech_ms: int = 160
+    speech_pad_ms: int = 250
+    end_pad_ms: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.neg_threshold <= self.threshold < 1.0:
+            raise ValueError("VAD thresholds need 0 < neg_threshold <= threshold < 1")
+        if min(self.min_silence_ms, self.min_speech_ms, self.speech_pad_ms, self.end_pad_ms) < 0:
+            raise ValueError("VAD durations must not be negative")
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """The per-session sliding-window transcriber."""
+
+    first_partial_ms: int = 320
+    """Speech needed before the first partial decode of an utterance."""
+    partial_interval_ms: int = 500
+    """Cadence of partial re-decodes while someone speaks (stretched under load)."""
+    max_window_s: float = 25.0
+    """An utterance longer than this is cut at a committed word boundary into a new segment."""
+    cut_window_s: float = 20.0
+    """Window length at which the transcriber starts looking for a cut point."""
+    prompt_max_chars: int = 400
+    """Tail of earlier final text given to the model as a prompt."""
+    prompt_max_gap_s: float = 20.0
+    """No prompt is carried across a silence longer than this (stale context invites
+    hallucination)."""
+    commit_holdback_words: int = 1
+    """Words at the growing edge of an agreed prefix that are not committed yet."""
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Options of one decode kind (partial or final)."""
+
+    beam_size: int = 1
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The shared Whisper engine."""
+
+    model: str = "tiny.en"
+    """A faster-whisper model name, a local CTranslate2 directory, or ``tiny.en`` for the
+    bundled model."""
+    partial_model: str | None = None
+    """Optional smaller model used for partials only."""
+    device: str = "cpu"
+    compute_type: str = "default"
+    cpu_threads: int = 0
+    language: str | None = "en"
+    """Language code, or None to detect (multilingual models only)."""
+    partial: DecodeOptions = field(default_factory=lambda: DecodeOptions(beam_size=1))
+    final: DecodeOptions = field(
+        default_factory=lambda: DecodeOptions(beam_size=5, word_timestamps=True)
+    )
+    max_batch: int = 8
+    min_window_s: float = 10.0
+    """Shortest encoder window; shorter audio is zero-padded to it (shorter still costs WER)."""
+    window_margin_s: float = 1.0
+    """Zero padding kept after the audio in the encoder window."""
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    hallucination_max_probability: float = 0.6
+    """A known hallucination phrase standing alone is dropped below this mean word probability."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Everything one session needs."""
+
+    vad: VadConfig = field(default_factory=VadConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    event_queue_size: int = 256
+    """Outgoing events buffered per session; partials are coalesced when it fills, finals
+    are never dropped."""
+
+
+@dataclass(frozen=True)
+class IcePolicy:
+    """Which local addresses and UDP ports WebRTC media may use."""
+
+    host_addresses: tuple[str, ...] = ()
+    """Addresses offered as ICE host candidates; empty means every interface address."""
+    port_min: int | None = None
+    port_max: int | None = None
+
+    def __post_init__(self) -> None:
+        for host in self.host_addresses:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"ICE host address {host!r} is not an IP address") from None
+        if (self.port_min is None) != (self.port_max is None):
+            raise ValueError("a UDP port range needs both ends")
+        if self.port_min is not None and self.port_max is not None:
+            if not 1 <= self.port_min <= self.port_max <= 65535:
+                raise ValueError(f"bad UDP port range {self.port_min}-{self.port_max}")

@@ -1,0 +1,35 @@
+"""Domain errors. Signaling turns them into HTTP statuses; nothing here knows HTTP."""
+
+from __future__ import annotations
+
+
+class SttError(Exception):
+    """Base of the errors a caller can act on; ``code`` is stable and machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BadOffer(SttError):
+    """The SDP offer is malformed, has no audio, or no codec we decode."""
+
+
+class BadRequest(SttError):
+    """A request's options are invalid."""
+
+
+class ServerFull(SttError):
+    """No capacity for another session now; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__("server_full", message)
+        self.retry_after = retry_after
+
+
+class SessionNotFound(SttError):
+    """No session with that id."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__("not_found", f"no session {session_id}")

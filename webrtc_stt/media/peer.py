@@ -1,0 +1,169 @@
+"""A WebRTC caller: an aiortc peer connection feeding one session.
+
+Audio of the first audio track goes to the session; events go out on the data channel
+labelled ``transcripts`` when the peer opens one (WHIP clients often do not; they follow
+the session's events over HTTP instead). The peer owns its tasks and cancels them on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+
+from webrtc_stt import wire
+from webrtc_stt.errors import BadOffer
+from webrtc_stt.eventlog import SubscriberTooSlow
+from webrtc_stt.hub import SessionHub
+from webrtc_stt.media.sdp import check_offer
+from webrtc_stt.media.track import pump_track
+from webrtc_stt.session import Session
+
+log = logging.getLogger(__name__)
+
+DATA_CHANNEL_LABEL = "transcripts"
+DRAIN_TIMEOUT_S = 5.0
+
+
+class PeerSession:
+    """One RTCPeerConnection and the session it feeds."""
+
+    def __init__(self, hub: SessionHub, session: Session) -> None:
+        self.hub = hub
+        self.session = session
+        servers = [RTCIceServer(urls=url) for url in hub.config.ice_servers]
+        # No default STUN server: aiortc's default would contact Google on every call.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._channel: RTCDataChannel | None = None
+        self._channel_task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._has_audio = False
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once the peer and its session are shut down."""
+        return self._closed
+
+    @classmethod
+    async def answer(
+        cls, hub: SessionHub, offer_sdp: str, *, language: str | None = None
+    ) -> tuple[PeerSession, str]:
+        """Admit a caller and answer its offer; returns the peer and the answer SDP."""
+        check_offer(offer_sdp)
+        session = hub.open(language)
+        peer = cls(hub, session)
+        try:
+            answer_sdp = await peer._negotiate(offer_sdp)
+        except BaseException:
+            await peer.close()
+            raise
+        hub.attach(session, peer.close)
+        session.start()
+        return peer, answer_sdp
+
+    async def _negotiate(self, offer_sdp: str) -> str:
+        pc = self.pc
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_state)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BadOffer("bad_sdp", f"offer rejected: {exc}") from None
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "audio":
+                transceiver.direction = "recvonly"
+        answer = await pc.createAnswer()
+        if answer is None:
+            raise BadOffer("bad_sdp", "no answer could be created for this offer")
+        await pc.setLocalDescription(answer)
+        local = pc.localDescription
+        if "m=audio" not in local.sdp or "a=rtpmap" not in local.sdp.split("m=audio", 1)[1]:
+            raise BadOffer("unsupported_codec", "no audio codec in common with the offer")
+        return str(local.sdp)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._has_audio:
+            return
+        self._has_audio = True
+        self._spawn(self._consume(track))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        await pump_track(track, self.session, idle_timeout=self.hub.config.media_idle_timeout_s)
+        await self.close()
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != DATA_CHANNEL_LABEL or self._channel is not None:
+            return
+        self._channel = channel
+        self._channel_task = asyncio.create_task(self._send_events(channel))
+
+    async def _send_events(self, channel: RTCDataChannel) -> None:
+        subscription = self.session.events.subscribe()
+        try:
+            async for envelope in subscription:
+                if channel.readyState != "open":
+                    break
+                channel.send(wire.encode(envelope))
+        except SubscriberTooSlow:
+            log.warning("session %s: data channel fell behind; closing", self.session.id)
+        finally:
+            subscription.close()
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self._spawn(self.close())
+
+    async def close(self) -> None:
+        """Finish the session (speech in progress is finalized and sent), then hang up."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            await self.session.finish()
+            if self._channel_task is not None:
+                # Let the last events (the final) reach the peer before hanging up.
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(self._channel_task), DRAIN_TIMEOUT_S)
+                await _drain(self._channel)
+        finally:
+            current = asyncio.current_task()
+            for task in list(self._tasks):
+                if task is not current:
+                    task.cancel()
+            if self._channel_task is not None:
+                self._channel_task.cancel()
+            await self.pc.close()
+            self.hub.discard(self.session.id)
+            self._closed.set()
+
+
+async def _drain(channel: RTCDataChannel | None, timeout: float = 1.0) -> None:
+    """Give queued data-channel messages a moment to leave before the transport closes."""
+    if channel is None or channel.readyState != "open" or channel.bufferedAmount == 0:
+        return
+    drained = asyncio.Event()
+    channel.bufferedAmountLowThreshold = 0
+    channel.on("bufferedamountlow", drained.set)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drained.wait(), timeout)
+    channel.remove_listener("bufferedamountlow", drained.set)

@@ -1,0 +1,200 @@
+"""One caller's pipeline: 16 kHz audio in, numbered caption events out.
+
+Audio arrives through :meth:`Session.push_audio` (from WebRTC, WebSocket or a test),
+passes the Silero VAD and feeds the streaming transcriber. A single decode task owned by
+the session asks the transcriber for the next job and runs it on the shared engine, one
+at a time, so a session never has more than one request in the engine. Everything the
+session starts it cancels in :meth:`Session.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import numpy as np
+
+from webrtc_stt import SAMPLE_RATE
+from webrtc_stt.asr.engine import Engine
+from webrtc_stt.asr.requests import DecodeResult, EngineClosed, Superseded
+from webrtc_stt.asr.transcriber import Job, JobKind, StreamingTranscriber, TextFilter
+from webrtc_stt.config import SessionConfig, ms_to_samples
+from webrtc_stt.eventlog import EventLog
+from webrtc_stt.events import Error, Event, Ready
+from webrtc_stt.vad import (
+    Endpointer,
+    SilenceStarted,
+    SileroModel,
+    SpeechEnded,
+    SpeechResumed,
+    SpeechStarted,
+    VadEvent,
+    VadStream,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512  # Silero's chunk at 16 kHz
+
+
+class Session:
+    """Runs VAD and streaming transcription for one audio stream."""
+
+    def __init__(
+        self,
+        session_id: str,
+        engine: Engine,
+        *,
+        config: SessionConfig | None = None,
+        language: str | None = "en",
+        text_filter: TextFilter | None = None,
+        vad_model: SileroModel | None = None,
+    ) -> None:
+        self.id = session_id
+        self.config = config or SessionConfig()
+        self.language = language
+        self._engine = engine
+        self.events = EventLog(session_id, queue_size=self.config.event_queue_size)
+        self._vad = VadStream(vad_model)
+        self._endpointer = Endpointer(self.config.vad)
+        self._transcriber = StreamingTranscriber(
+            self.config.streaming,
+            session_key=session_id,
+            language=language,
+            text_filter=text_filter or TextFilter(),
+            end_pad=ms_to_samples(self.config.vad.end_pad_ms),
+        )
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._input_done = False
+        self._task: asyncio.Task[None] | None = None
+        self.decode_errors = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Announce the session and start its decode task."""
+        if self._task is not None:
+            return
+        self._publish(
+            Ready(self._engine.model_name, self.language or "auto", SAMPLE_RATE)
+        )
+        self._task = asyncio.create_task(self._decode_loop(), name=f"session-{self.id}")
+
+    @property
+    def position(self) -> int:
+        """Samples received so far."""
+        return self._transcriber.position
+
+    def push_audio(self, samples: np.ndarray) -> None:
+        """Feed 16 kHz mono float32 audio in stream order."""
+        if self._input_done or len(samples) == 0:
+            return
+        self._transcriber.append(samples)
+        chunk_end = self._vad.processed
+        for probability in self._vad.push(samples):
+            chunk_end += CHUNK
+            self._on_vad(self._endpointer.feed(probability, chunk_end))
+        self._idle.clear()
+        self._wake.set()
+
+    async def settle(self) -> None:
+        """Wait until every decode the audio so far calls for is done (replay and tests:
+        with it, audio time can stand still while the engine works)."""
+        if self._task is None or self._task.done():
+            return
+        await self._idle.wait()
+
+    async def finish(self, timeout: float = 30.0) -> None:
+        """End of audio: finalize speech in progress, wait for owed finals, close events."""
+        if not self._input_done:
+            self._input_done = True
+            self._on_vad(self._endpointer.flush(self._transcriber.position))
+            self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop now: cancel the decode task and drop waiting engine work."""
+        self._input_done = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._engine.forget(self.id)
+        self.events.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _publish(self, event: Event) -> None:
+        if not self.events.closed:
+            self.events.publish(event)
+
+    def _on_vad(self, events: list[VadEvent]) -> None:
+        for event in events:
+            match event:
+                case SpeechStarted(start=start):
+                    self._emit(self._transcriber.speech_started(start))
+                case SilenceStarted(at=at):
+                    self._transcriber.silence_started(at)
+                case SpeechResumed():
+                    self._transcriber.speech_resumed()
+                case SpeechEnded(end=end):
+                    self._emit(self._transcriber.speech_ended(end))
+
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            self._publish(event)
+
+    def _pacing(self) -> tuple[float, bool]:
+        """Partial cadence stretch and whether to speculate, from the engine's load."""
+        load = self._engine.load()
+        pressure = max(load.busy_fraction, 1.0 if load.waiting_finals else 0.0)
+        if pressure > 0.9:
+            return 3.0, False
+        if pressure > 0.7:
+            return 2.0, False
+        return 1.0, True
+
+    async def _decode_loop(self) -> None:
+        while True:
+            stretch, speculate = self._pacing()
+            job = self._transcriber.next_job(partial_stretch=stretch, speculate=speculate)
+            if job is None:
+                if self._input_done and not self._transcriber.busy:
+                    self._idle.set()
+                    return
+                self._idle.set()
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            result = job.cached
+            if result is None:
+                try:
+                    result = await self._engine.decode(job.request)
+                except Superseded:
+                    self._transcriber.abandon(job)
+                    continue
+                except EngineClosed:
+                    self._publish(Error("engine_closed", "the server is shutting down"))
+                    return
+                except Exception as exc:
+                    result = self._decode_failed(job, exc)
+                    if result is None:
+                        await asyncio.sleep(0.2)  # no hot loop against a failing engine
+                        continue
+            self._emit(self._transcriber.complete(job, result))
+
+    def _decode_failed(self, job: Job, exc: Exception) -> DecodeResult | None:
+        """Report a failed decode; a final still completes with its committed text."""
+        self.decode_errors += 1
+        log.warning("session %s: %s decode failed: %s", self.id, job.kind.value, exc)
+        self._publish(Error("decode_failed", f"{job.kind.value} decode failed: {exc}"))
+        if job.kind is JobKind.FINAL:
+            return DecodeResult(job.request.prefix, self.language or "")
+        self._transcriber.abandon(job)
+        return None
