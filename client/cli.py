@@ -60,6 +60,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--ice-server", action="append", default=None,
                    help="STUN/TURN URL offered to peers (repeatable)")
     p.add_argument("--max-sessions", type=int, default=int(_env("max_sessions", "32") or 32))
+    p.add_argument("--capacity-rtf", type=float,
+                   default=float(_env("capacity_rtf", "0.8") or 0.8),
+                   help="refuse a session when the measured engine time of the sessions plus "
+                   "one more would pass this share of real time (default 0.8)")
     p.add_argument("--allow-download", action="store_true",
                    default=(_env("allow_download", "") or "").lower() in ("1", "true", "yes"),
                    help="allow fetching a model that is not cached locally")
@@ -77,6 +81,12 @@ def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--language", default=None)
     p.add_argument("--codec", choices=["opus", "pcmu", "pcma"], default="opus")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed (1.0 = real time)")
+    p.add_argument("--ws", action="store_true",
+                   help="stream over the WebSocket media stream (GET /v1/ws) instead of WebRTC")
+    p.add_argument("--ws-encoding", choices=["pcm16", "ulaw", "alaw", "twilio"], default="pcm16",
+                   help="WebSocket framing: binary PCM16 / G.711 frames, or Twilio JSON")
+    p.add_argument("--ws-rate", type=int, choices=[8000, 16000, 48000], default=None,
+                   help="PCM16 sample rate for --ws (default 16000; G.711 is 8000)")
     p.set_defaults(run=_run_transcribe)
 
 
@@ -105,6 +115,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             ),
             hub=HubConfig(
                 max_sessions=args.max_sessions,
+                capacity_rtf=args.capacity_rtf,
                 language=args.language,
                 ice_servers=ice_servers,
             ),
@@ -161,8 +172,15 @@ def _run_transcribe(args: argparse.Namespace) -> int:
             print(f"error: {data['code']}: {data['message']}", file=sys.stderr)
 
     try:
-        asyncio.run(transcribe(args.file, args.url, speed=args.speed, codec=args.codec,
-                               language=args.language, on_event=show))
+        if args.ws:
+            from client.ws_client import transcribe_ws
+
+            asyncio.run(transcribe_ws(args.file, args.url, encoding=args.ws_encoding,
+                                      sample_rate=args.ws_rate, speed=args.speed,
+                                      language=args.language, on_event=show))
+        else:
+            asyncio.run(transcribe(args.file, args.url, speed=args.speed, codec=args.codec,
+                                   language=args.language, on_event=show))
     except ServerError as exc:
         print(f"webrtc-stt: server refused: {exc}", file=sys.stderr)
         return 1

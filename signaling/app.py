@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling import offer
+from signaling import events, offer, whip, ws
 from signaling.body import MAX_BODY_BYTES
 from signaling.config import ServerConfig
 from signaling.errors import error_middleware
@@ -38,4 +38,7 @@ def create_app(hub: SessionHub, config: ServerConfig | None = None) -> web.Appli
     app.router.add_get("/healthz", offer.healthz)
     app.router.add_post("/v1/offer", offer.post_offer)
     app.router.add_delete("/v1/sessions/{session_id}", offer.delete_session)
+    events.setup(app)  # GET /v1/sessions/{id}/events (Server-Sent Events)
+    whip.setup(app)  # /v1/whip (RFC 9725)
+    ws.setup(app)  # GET /v1/ws (WebSocket media stream)
     return app

@@ -34,10 +34,16 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The whole body, or 413 once it passes ``limit`` (chunked bodies included)."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(413, "too_large", f"body over {limit} bytes")
-    body = await request.content.read(limit + 1)
+    # read(n) returns whatever has arrived (one chunk), not n bytes: read until EOF.
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
     if len(body) > limit:
         raise BodyError(413, "too_large", f"body over {limit} bytes")
-    return body
+    return bytes(body)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

@@ -52,7 +52,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status, "http_error"
         )
-        return error_response(exc.status, code, exc.reason, dict(exc.headers) or None)
+        # Keep headers such as Allow; the body's type and length are the JSON response's own.
+        headers = {
+            k: v for k, v in exc.headers.items()
+            if k.lower() not in ("content-type", "content-length")
+        }
+        return error_response(exc.status, code, exc.reason, headers or None)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")

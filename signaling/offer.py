@@ -44,6 +44,7 @@ async def healthz(request: web.Request) -> web.Response:
     """Liveness plus a little load information."""
     hub = request.app[HUB]
     load = hub.engine.load()
+    cost = hub.session_cost()
     return web.json_response(
         {
             "status": "ok",
@@ -51,5 +52,8 @@ async def healthz(request: web.Request) -> web.Response:
             "sessions": len(hub),
             "engine_busy": round(load.busy_fraction, 3),
             "waiting_finals": load.waiting_finals,
+            "dropped_partials": load.dropped_partials,
+            "refused": hub.refused,
+            "session_cost": None if cost is None else round(cost, 4),
         }
     )

@@ -44,3 +44,20 @@ def test_disagreement_at_the_start_commits_nothing() -> None:
     agreement.update("like your gun".split())
     hyp = agreement.update("what your country".split())
     assert hyp.committed == ()
+
+
+def test_display_drops_the_edge_word_and_holds_unconfirmed_changes() -> None:
+    from webrtc_stt.asr.commit import Hypothesis, PartialDisplay
+
+    display = PartialDisplay()
+    assert display.show(Hypothesis((), ("stuff",))) is None  # only the edge word
+    assert display.show(Hypothesis((), ("he", "could", "wait"))) == ["he", "could"]
+    # Extending what is shown goes out at once.
+    assert display.show(Hypothesis((), ("he", "could", "wait", "no"))) == ["he", "could", "wait"]
+    # A change to shown words waits for a second decode to confirm it...
+    assert display.show(Hypothesis((), ("we", "could", "wait", "now"))) is None
+    assert display.show(Hypothesis((), ("we", "could", "wait", "now", "so"))) == [
+        "we", "could", "wait", "now",
+    ]
+    # ...and an unconfirmed one-off never reaches the screen.
+    assert display.show(Hypothesis((), ("he", "could", "wait", "now", "so", "on"))) is None

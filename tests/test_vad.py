@@ -185,7 +185,7 @@ def test_probabilities_checks_shapes(model: SileroModel) -> None:
 # Endpointer: one chunk is 32 ms. With this config, pad = 2 chunks, min_speech = 3 chunks,
 # min_silence = 4 chunks.
 CFG = VadConfig(
-    threshold=0.5, neg_threshold=0.35, min_silence_ms=128, min_speech_ms=96, speech_pad_ms=64
+    threshold=0.5, neg_threshold=0.35, min_silence_ms=128, min_speech_ms=96, speech_pad_ms=64, end_pad_ms=64
 )
 
 
@@ -252,7 +252,7 @@ def test_speech_resumed_before_min_silence() -> None:
 
 
 def test_next_start_does_not_overlap_previous_end() -> None:
-    config = VadConfig(min_silence_ms=128, min_speech_ms=32, speech_pad_ms=96)
+    config = VadConfig(min_silence_ms=128, min_speech_ms=32, speech_pad_ms=96, end_pad_ms=96)
     events = run([0.9] * 5 + [0.1] * 4 + [0.9] * 3 + [0.1] * 6, config)
     starts = [e.start for _, e in events if isinstance(e, SpeechStarted)]
     ends = [e.end for _, e in events if isinstance(e, SpeechEnded)]
@@ -261,13 +261,13 @@ def test_next_start_does_not_overlap_previous_end() -> None:
 
 
 def test_end_never_passes_the_current_position() -> None:
-    config = VadConfig(min_silence_ms=64, min_speech_ms=32, speech_pad_ms=300)
+    config = VadConfig(min_silence_ms=64, min_speech_ms=32, speech_pad_ms=300, end_pad_ms=300)
     events = run([0.9] * 5 + [0.1] * 3, config)
     assert events[-1] == (6, SpeechEnded(7 * C))
 
 
 def test_zero_min_silence_ends_at_once() -> None:
-    config = VadConfig(min_silence_ms=0, min_speech_ms=0, speech_pad_ms=0)
+    config = VadConfig(min_silence_ms=0, min_speech_ms=0, speech_pad_ms=0, end_pad_ms=0)
     events = run([0.9, 0.9, 0.1, 0.9], config)
     assert [event for _, event in events] == [
         SpeechStarted(0),

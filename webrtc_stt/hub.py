@@ -11,14 +11,18 @@ import asyncio
 import logging
 import math
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from webrtc_stt.admission import CapacityEstimator
 from webrtc_stt.asr.engine import Engine
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.config import SessionConfig
 from webrtc_stt.errors import BadRequest, ServerFull, SessionNotFound
-from webrtc_stt.session import Session
+from webrtc_stt.eventlog import EventLog
+from webrtc_stt.session import MAX_PARTIAL_STRETCH, Session
 from webrtc_stt.vad import SileroModel
 
 log = logging.getLogger(__name__)
@@ -34,13 +38,18 @@ class HubConfig:
     max_sessions: int = 32
     """Hard cap on concurrent sessions."""
     capacity_rtf: float = 0.8
-    """Admission: refuse a session when the engine's measured load, projected with one
-    more stream, passes this share of real time."""
+    """Admission: refuse a session when the engine time sessions measurably cost, projected
+    with one more stream, passes this share of real time (see :mod:`webrtc_stt.admission`)."""
     language: str | None = "en"
     media_idle_timeout_s: float = 15.0
     """A session whose media delivers nothing this long is ended."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs offered to peers and used by the server (none by default)."""
+    ended_retention_s: float = 60.0
+    """How long the event log of an ended session stays readable, so that a late or
+    reconnecting Server-Sent Events client still gets the finals (0 keeps none)."""
+    ended_max: int = 256
+    """At most this many ended sessions' event logs are kept; the oldest go first."""
 
 
 @dataclass
@@ -59,14 +68,23 @@ class SessionHub:
         *,
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.config = config or HubConfig()
         self._filter = text_filter or TextFilter()
         self._vad_model = vad_model or SileroModel.shared()
         self._sessions: dict[str, _Entry] = {}
+        # Ended sessions' event logs, oldest first, with the time each ended. Bounded in
+        # age and count; a log holds at most its bounded history.
+        self._ended: OrderedDict[str, tuple[float, EventLog]] = OrderedDict()
+        self._clock = clock
         self._closing: set[asyncio.Task[None]] = set()
         self.refused = 0
+        partial_s = self.config.session.streaming.partial_interval_ms / 1000
+        self._capacity = CapacityEstimator(
+            engine, slowest_partial_s=partial_s * MAX_PARTIAL_STRETCH, clock=clock
+        )
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -76,17 +94,20 @@ class SessionHub:
         if len(self._sessions) >= self.config.max_sessions:
             self.refused += 1
             raise ServerFull(f"server is at its limit of {self.config.max_sessions} sessions")
-        load = self.engine.load()
-        live = max(1, len(self._sessions))
-        projected = load.busy_fraction * (live + 1) / live
-        if self._sessions and projected > self.config.capacity_rtf:
+        # One session is always let in: refusing it would not make any caller faster.
+        capacity = self.config.capacity_rtf
+        projected = self._capacity.projected(len(self._sessions) + 1)
+        if self._sessions and projected is not None and projected > capacity:
             self.refused += 1
-            retry = max(1, math.ceil(5 * projected))
             raise ServerFull(
-                f"engine is {load.busy_fraction:.0%} busy; one more stream would push "
-                "latency past target",
-                retry_after=retry,
+                f"one more stream would need {projected:.0%} of the engine (capacity "
+                f"{capacity:.0%}); latency would pass its target",
+                retry_after=min(60, math.ceil(5 * projected / capacity)),
             )
+
+    def session_cost(self) -> float | None:
+        """Share of the engine one session costs, as admission measures it (None: no data)."""
+        return self._capacity.per_session()
 
     def open(self, language: str | None = None) -> Session:
         """Admit and create a session (not started)."""
@@ -110,6 +131,7 @@ class SessionHub:
             vad_model=self._vad_model,
         )
         self._sessions[session_id] = _Entry(session)
+        self._capacity.opened(session_id)
         return session
 
     def attach(self, session: Session, closer: Closer) -> None:
@@ -130,8 +152,40 @@ class SessionHub:
         return [e.session for e in self._sessions.values()]
 
     def discard(self, session_id: str) -> None:
-        """Forget a session whose transport has finished with it."""
-        self._sessions.pop(session_id, None)
+        """Forget a session whose transport has finished with it.
+
+        Its event log stays readable through :meth:`events` for a while (see
+        ``HubConfig.ended_retention_s``).
+        """
+        entry = self._sessions.pop(session_id, None)
+        if entry is None:
+            return
+        self._capacity.closed(session_id)
+        config = self.config
+        if config.ended_retention_s <= 0 or config.ended_max <= 0:
+            return
+        self._ended[session_id] = (self._clock(), entry.session.events)
+        self._ended.move_to_end(session_id)
+        self._prune_ended()
+
+    def events(self, session_id: str) -> EventLog:
+        """The event log of a live session, or of one that ended recently."""
+        entry = self._sessions.get(session_id)
+        if entry is not None:
+            return entry.session.events
+        self._prune_ended()
+        ended = self._ended.get(session_id)
+        if ended is None:
+            raise SessionNotFound(session_id)
+        return ended[1]
+
+    def _prune_ended(self) -> None:
+        oldest_kept = self._clock() - self.config.ended_retention_s
+        while self._ended:
+            ended_at, _ = next(iter(self._ended.values()))
+            if len(self._ended) <= self.config.ended_max and ended_at >= oldest_kept:
+                break
+            self._ended.popitem(last=False)
 
     async def end(self, session_id: str) -> None:
         """End a session: its transport closes, speech in progress is still finalized."""

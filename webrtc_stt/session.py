@@ -36,6 +36,8 @@ from webrtc_stt.vad import (
 log = logging.getLogger(__name__)
 
 CHUNK = 512  # Silero's chunk at 16 kHz
+MAX_PARTIAL_STRETCH = 3.0
+"""Partials come this many times less often than configured when the engine is swamped."""
 
 
 class Session:
@@ -137,14 +139,14 @@ class Session:
     def _on_vad(self, events: list[VadEvent]) -> None:
         for event in events:
             match event:
-                case SpeechStarted(start=start):
-                    self._emit(self._transcriber.speech_started(start))
+                case SpeechStarted(start=start, onset=onset):
+                    self._emit(self._transcriber.speech_started(start, onset))
                 case SilenceStarted(at=at):
                     self._transcriber.silence_started(at)
                 case SpeechResumed():
                     self._transcriber.speech_resumed()
-                case SpeechEnded(end=end):
-                    self._emit(self._transcriber.speech_ended(end))
+                case SpeechEnded(end=end, speech_end=speech_end):
+                    self._emit(self._transcriber.speech_ended(end, speech_end))
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
@@ -152,10 +154,12 @@ class Session:
 
     def _pacing(self) -> tuple[float, bool]:
         """Partial cadence stretch and whether to speculate, from the engine's load."""
+        if not self.config.streaming.adaptive_cadence:
+            return 1.0, True
         load = self._engine.load()
         pressure = max(load.busy_fraction, 1.0 if load.waiting_finals else 0.0)
         if pressure > 0.9:
-            return 3.0, False
+            return MAX_PARTIAL_STRETCH, False
         if pressure > 0.7:
             return 2.0, False
         return 1.0, True

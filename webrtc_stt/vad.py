@@ -18,7 +18,7 @@ import enum
 import importlib.util
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeAlias
 
@@ -201,9 +201,15 @@ def run_streams(streams: Sequence[VadStream]) -> list[list[float]]:
 
 @dataclass(frozen=True)
 class SpeechStarted:
-    """Speech confirmed (``min_speech_ms`` of it heard); ``start`` includes the pad."""
+    """Speech confirmed (``min_speech_ms`` of it heard). ``onset`` is where the VAD heard
+    it begin; ``start`` is earlier by the pad (audio the decoder gets as margin)."""
 
     start: int
+    onset: int = field(default=-1, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.onset < 0:
+            object.__setattr__(self, "onset", self.start)
 
 
 @dataclass(frozen=True)
@@ -222,9 +228,15 @@ class SpeechResumed:
 
 @dataclass(frozen=True)
 class SpeechEnded:
-    """The utterance is over; ``end`` includes the pad."""
+    """The utterance is over. ``speech_end`` is where the VAD heard it stop; ``end`` is
+    later by the end pad (audio the decoder gets as margin)."""
 
     end: int
+    speech_end: int = field(default=-1, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.speech_end < 0:
+            object.__setattr__(self, "speech_end", self.end)
 
 
 VadEvent: TypeAlias = SpeechStarted | SilenceStarted | SpeechResumed | SpeechEnded
@@ -309,13 +321,14 @@ class Endpointer:
             if chunk_end - self._silence_start >= self._min_silence:
                 if announced:
                     end = min(self._silence_start + self._end_pad, chunk_end)
-                    events.append(self._end(end))
+                    events.append(self._end(end, self._silence_start))
                 else:
                     self._reset_utterance()
         elif not announced and self._voiced >= self._min_speech:
             self._phase = _Phase.SPEECH
+            onset = self._start
             self._start = max(self._start - self._pad, self._previous_end, 0)
-            events.append(SpeechStarted(self._start))
+            events.append(SpeechStarted(self._start, onset))
         return events
 
     def flush(self, position: int) -> list[VadEvent]:
@@ -325,15 +338,16 @@ class Endpointer:
             self._reset_utterance()
             return []
         if self._silence_start is None:
-            end = position
+            end = speech_end = position
         else:
+            speech_end = self._silence_start
             end = min(self._silence_start + self._end_pad, position)
-        return [self._end(max(end, self._start))]
+        return [self._end(max(end, self._start), max(speech_end, self._start))]
 
-    def _end(self, end: int) -> SpeechEnded:
+    def _end(self, end: int, speech_end: int) -> SpeechEnded:
         self._previous_end = end
         self._reset_utterance()
-        return SpeechEnded(end)
+        return SpeechEnded(end, min(speech_end, end))
 
     def _reset_utterance(self) -> None:
         self._phase = _Phase.SILENCE

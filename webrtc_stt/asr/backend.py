@@ -64,6 +64,16 @@ class WhisperBackend:
         kind = requests[0].kind
         if any(r.kind is not kind for r in requests):
             raise ValueError("a batch holds one kind of request")
+        # CTranslate2 wants <|startoftranscript|> at one position in a batch: requests with
+        # and without earlier context decode in separate passes (see _same_start).
+        has_context = [bool(r.prompt.strip()) for r in requests]
+        if len(set(has_context)) > 1:
+            passes = {
+                flag: iter(self.decode_batch([r for r, f in zip(requests, has_context,
+                                                                strict=True) if f is flag]))
+                for flag in (True, False)
+            }
+            return [next(passes[flag]) for flag in has_context]
         model = self._final_model if kind is DecodeKind.FINAL else self._partial_model
         options = self._config.final if kind is DecodeKind.FINAL else self._config.partial
 
@@ -75,10 +85,10 @@ class WhisperBackend:
         )
         languages = self._languages(model, requests, encoder_output)
         tokenizers = [self._tokenizer(model, lang) for lang in languages]
-        prompts = [
+        prompts = _same_start([
             self._prompt(tok, r.prompt, r.prefix)
             for tok, r in zip(tokenizers, requests, strict=True)
-        ]
+        ], [tok.sot for tok in tokenizers])
         longest = max(r.seconds for r in requests)
         max_length = min(
             model.max_length,
@@ -203,14 +213,22 @@ class WhisperBackend:
         """Word times and probabilities from cross-attention (DTW), batched per language."""
         from faster_whisper.transcribe import merge_punctuations
 
-        alignments = model.model.align(
-            encoder_output,
-            tokenizers[indices[0]].sot_sequence,
-            [token_lists[i] if i in indices else [tokenizers[i].eot] for i in
-             range(len(requests))],
-            list(frames),
-            median_filter_width=7,
-        )
+        # One alignment call per start sequence (language): CTranslate2 takes one per batch.
+        alignments: dict[int, Any] = {}
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in indices:
+            groups.setdefault(tuple(tokenizers[i].sot_sequence), []).append(i)
+        for sot, members in groups.items():
+            outputs = model.model.align(
+                encoder_output,
+                list(sot),
+                [token_lists[i] if i in members else [tokenizers[i].eot]
+                 for i in range(len(requests))],
+                list(frames),
+                median_filter_width=7,
+            )
+            for i in members:
+                alignments[i] = outputs[i]
         for i in indices:
             tok = tokenizers[i]
             words = _words_from_alignment(tok, token_lists[i], alignments[i])
@@ -235,6 +253,15 @@ class WhisperBackend:
                 no_speech_prob=r.no_speech_prob,
                 compression_ratio=r.compression_ratio,
             )
+
+
+def _same_start(prompts: list[list[int]], sots: Sequence[int]) -> list[list[int]]:
+    """Cut earlier-context tokens (oldest first) so every prompt of a batch has its
+    <|startoftranscript|> at one position; the prompts all have context or none do."""
+    starts = [p.index(sot) for p, sot in zip(prompts, sots, strict=True)]
+    common = min(starts)
+    return [[p[0], *p[1 + start - common :]] if start > common else p
+            for p, start in zip(prompts, starts, strict=True)]
 
 
 def _words_from_alignment(tok: Any, text_tokens: list[int], result: Any) -> list[dict[str, Any]]:

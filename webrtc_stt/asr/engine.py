@@ -83,6 +83,15 @@ class EngineLoad:
     """Recent compute seconds per second of audio decoded in finals (lower is better)."""
     dropped_partials: int
     decoded: int
+    # Counters since start, for rates over a window (admission control):
+    final_compute_s: float = 0.0
+    """Worker seconds spent decoding finals."""
+    final_audio_s: float = 0.0
+    """Audio seconds decoded in finals."""
+    partial_compute_s: float = 0.0
+    """Worker seconds spent decoding partials."""
+    partials_decoded: int = 0
+    """Partial requests decoded."""
 
 
 @dataclass
@@ -110,6 +119,10 @@ class LocalEngine:
         # Exponentially weighted busy time and real-time factor.
         self._busy_ewma = 0.0
         self._rtf_ewma = 0.0
+        self._final_compute = 0.0
+        self._final_audio = 0.0
+        self._partial_compute = 0.0
+        self._partials_decoded = 0
         self._last_idle_mark = clock()
         self._thread = threading.Thread(target=self._run, name="whisper-engine", daemon=True)
         self._thread.start()
@@ -158,6 +171,10 @@ class LocalEngine:
                 realtime_factor=self._rtf_ewma,
                 dropped_partials=self._dropped,
                 decoded=self._decoded,
+                final_compute_s=self._final_compute,
+                final_audio_s=self._final_audio,
+                partial_compute_s=self._partial_compute,
+                partials_decoded=self._partials_decoded,
             )
 
     def close(self) -> None:
@@ -228,8 +245,14 @@ class LocalEngine:
             self._decoded += len(batch)
             fraction = busy / max(busy + idle, 1e-6)
             self._busy_ewma = (1 - alpha) * self._busy_ewma + alpha * fraction
-            if batch[0].request.kind is DecodeKind.FINAL and audio > 0:
-                self._rtf_ewma = (1 - alpha) * self._rtf_ewma + alpha * (busy / audio)
+            if batch[0].request.kind is DecodeKind.FINAL:
+                self._final_compute += busy
+                self._final_audio += audio
+                if audio > 0:
+                    self._rtf_ewma = (1 - alpha) * self._rtf_ewma + alpha * (busy / audio)
+            else:
+                self._partial_compute += busy
+                self._partials_decoded += len(batch)
 
 
 def _resolve(job: _Job, *, result: DecodeResult | None = None,

@@ -45,11 +45,15 @@ def normalized(text: str) -> str:
 def is_hallucination(text: str, confidence: float, max_confidence: float) -> bool:
     """A stock phrase standing alone, said with a confidence below ``max_confidence``.
 
-    Bracketed annotations such as "[Music]" or "(silence)" are never speech.
+    Bracketed annotations such as "[Music]" or "(silence)", and punctuation without a word,
+    are never speech.
     """
     stripped = text.strip()
     if not stripped:
         return False
+    if not any(ch.isalnum() for ch in stripped):
+        # Whisper answers silence and noise with "." or ". . ." as readily as with words.
+        return True
     if re.fullmatch(r"[\[(*♪].*[\])*♪]", stripped):
         return True
     return normalized(stripped) in HALLUCINATIONS and confidence < max_confidence

