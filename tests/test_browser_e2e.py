@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import re
+import wave
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,7 @@ from tests.data import SPEECH_DIR
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
 EXPECTED = ("fellow americans", "country")
+LEAD_IN_S = 1.5
 
 CAPTIONS_TEXT = "document.getElementById('captions').textContent"
 FINALS = """[...document.querySelectorAll('#captions > *')]
@@ -47,11 +49,25 @@ def _need(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
-def speech_wav() -> Path:
-    path = SPEECH_DIR / "jfk.wav"
-    _need(path.is_file(), f"{path} is missing")
+def speech_wav(tmp_path: Path) -> Path:
+    """jfk.wav after a second and a half of silence.
+
+    Chromium's fake microphone starts playing at getUserMedia, before the peer connection
+    is up; the silence keeps the first words from being spoken into the void (a person,
+    too, waits for "Connected" before talking).
+    """
+    source = SPEECH_DIR / "jfk.wav"
+    _need(source.is_file(), f"{source} is missing")
     _need(chromium_path() is not None, "Chromium is not installed")
-    return path
+    target = tmp_path / "jfk-after-silence.wav"
+    with wave.open(str(source), "rb") as wav:
+        params = wav.getparams()
+        frames = wav.readframes(params.nframes)
+    silence = bytes(int(params.framerate * LEAD_IN_S) * params.nchannels * params.sampwidth)
+    with wave.open(str(target), "wb") as out:
+        out.setparams(params)
+        out.writeframes(silence + frames)
+    return target
 
 
 async def _sessions(url: str) -> int:

@@ -185,7 +185,12 @@ def test_probabilities_checks_shapes(model: SileroModel) -> None:
 # Endpointer: one chunk is 32 ms. With this config, pad = 2 chunks, min_speech = 3 chunks,
 # min_silence = 4 chunks.
 CFG = VadConfig(
-    threshold=0.5, neg_threshold=0.35, min_silence_ms=128, min_speech_ms=96, speech_pad_ms=64, end_pad_ms=64
+    threshold=0.5,
+    neg_threshold=0.35,
+    min_silence_ms=128,
+    min_speech_ms=96,
+    speech_pad_ms=64,
+    end_pad_ms=64,
 )
 
 

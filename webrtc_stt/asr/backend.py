@@ -140,8 +140,10 @@ class WhisperBackend:
         mels = [model.feature_extractor(r.audio[: MAX_FRAMES * SAMPLES_PER_FRAME])
                 for r in requests]
         frames = [min(MAX_FRAMES, len(r.audio) // SAMPLES_PER_FRAME) for r in requests]
+        economy = requests[0].kind is DecodeKind.PARTIAL and all(r.economy for r in requests)
+        shortest = self._config.economy_window_s if economy else self._config.min_window_s
         window_s = max(
-            self._config.min_window_s,
+            shortest,
             math.ceil(max(frames) / FRAMES_PER_SECOND + self._config.window_margin_s),
         )
         width = min(MAX_FRAMES, int(window_s * FRAMES_PER_SECOND))

@@ -1,9 +1,10 @@
 """Finding and loading Whisper models without surprises.
 
 The default ``tiny.en`` and the multilingual ``base`` come from Python packages (see
-:mod:`webrtc_stt.asr.packaged`) so a fresh install works offline. Any other faster-whisper model name is looked up in the local Hugging Face
-cache first; a download is tried only when allowed, with short timeouts, and every failure
-becomes one :class:`ModelLoadError` with a message a person can act on.
+:mod:`webrtc_stt.asr.packaged`) so a fresh install works offline. Any other faster-whisper
+model name is looked up in the local Hugging Face cache first; a download is tried only
+when allowed, with short timeouts, and every failure becomes one :class:`ModelLoadError`
+with a message a person can act on.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def load_whisper(
     source = resolve(model)
     if device == "auto":
         device = _auto_device()
+    if cpu_threads <= 0 and device == "cpu":
+        # CTranslate2 defaults to 4 threads; more threads than cores only thrash.
+        cpu_threads = os.cpu_count() or 1
     if compute_type == "default":
         compute_type = "int8" if device == "cpu" else "float16"
     target = str(source.path) if source.path is not None else source.name

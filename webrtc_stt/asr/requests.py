@@ -33,6 +33,8 @@ class DecodeRequest:
     prompt: str = ""
     language: str | None = None
     word_timestamps: bool = False
+    economy: bool = False
+    """Asked under load: the engine may trade a little accuracy for speed (partials)."""
 
     @property
     def seconds(self) -> float:

@@ -26,7 +26,7 @@ import numpy as np
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.asr.commit import LocalAgreement, PartialDisplay
 from webrtc_stt.asr.filters import is_hallucination
-from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.audio.buffer import AudioBuffer
 from webrtc_stt.config import EngineConfig, StreamingConfig, ms_to_samples
 from webrtc_stt.events import Event, Final, Partial, SpeechEnd, SpeechStart, Word
@@ -59,6 +59,8 @@ class _Segment:
     agreement: LocalAgreement
     display: PartialDisplay = field(default_factory=PartialDisplay)
     partial_count: int = 0
+    shown_until: int = 0
+    """``end`` of the last partial sent."""
     last_partial_at: int = -1
     silence_at: int | None = None
     end: int | None = None
@@ -88,6 +90,7 @@ class TextFilter:
     """Thresholds that decide when decoded text is silence or an invention."""
 
     no_speech_threshold: float = 0.6
+    no_speech_hard_threshold: float = 0.8
     log_prob_threshold: float = -1.0
     hallucination_max_probability: float = 0.6
 
@@ -96,13 +99,14 @@ class TextFilter:
         """The thresholds configured for the engine."""
         return cls(
             no_speech_threshold=config.no_speech_threshold,
+            no_speech_hard_threshold=config.no_speech_hard_threshold,
             log_prob_threshold=config.log_prob_threshold,
             hallucination_max_probability=config.hallucination_max_probability,
         )
 
     def keep(self, result: DecodeResult, prefix: str) -> str:
         """The text to show for a result, or "" when it is silence or a stock invention."""
-        if (
+        if result.no_speech_prob > self.no_speech_hard_threshold or (
             result.no_speech_prob > self.no_speech_threshold
             and result.avg_logprob < self.log_prob_threshold
         ):
@@ -142,6 +146,7 @@ class StreamingTranscriber:
         self._filter = text_filter
         self._word_timestamps = final_word_timestamps
         self._end_pad = end_pad
+        self._speculate_after = ms_to_samples(config.speculate_after_ms)
         self._audio = AudioBuffer()
         self._segment: _Segment | None = None
         self._ended: deque[_Segment] = deque()
@@ -202,7 +207,10 @@ class StreamingTranscriber:
         self._segment = None
         segment.end = max(end, segment.start)
         speech_end = segment.end if speech_end is None else speech_end
-        segment.speech_end = min(max(speech_end, segment.onset), segment.end)
+        # A partial may have covered a chunk of the pause (VAD granularity): the segment's
+        # end never precedes what its partials reported.
+        speech_end = max(speech_end, segment.onset, segment.shown_until)
+        segment.speech_end = min(speech_end, segment.end)
         self._ended.append(segment)
         return [SpeechEnd(segment.id, segment.speech_end)]
 
@@ -226,7 +234,7 @@ class StreamingTranscriber:
             speculate
             and segment.silence_at is not None
             and segment.speculation is None
-            and position >= segment.silence_at + self._end_pad
+            and position >= segment.silence_at + max(self._end_pad, self._speculate_after)
         ):
             # The VAD will end the utterance exactly here unless speech resumes.
             segment.speculation = (-1, _PENDING)
@@ -246,6 +254,7 @@ class StreamingTranscriber:
                     prefix=segment.agreement.committed_text(),
                     prompt=self._prompt(segment.start),
                     language=self._language or segment.language,
+                    economy=partial_stretch > 1.0,
                 ),
             )
         return None
@@ -326,6 +335,7 @@ class StreamingTranscriber:
         if shown is None:
             return []
         segment.partial_count += 1
+        segment.shown_until = job.upto
         return [
             Partial(
                 segment.id, " ".join(shown), hypothesis.committed_text, segment.onset, job.upto
@@ -339,19 +349,18 @@ class StreamingTranscriber:
         self._release()
         if not text and segment.partial_count == 0:
             return []
-        words = self._words(result, segment.start, text) if text else ()
-        self._remember(text, segment.end)
         assert segment.speech_end is not None
-        return [
-            Final(segment.id, text, segment.onset, segment.speech_end, words, result.language)
-        ]
+        words = self._words(result, segment.start, segment.onset, segment.speech_end)
+        self._remember(text, segment.end)
+        return [Final(segment.id, text, segment.onset, segment.speech_end,
+                      words if text else (), result.language)]
 
     def _complete_cut(self, job: Job, result: DecodeResult) -> list[Event]:
         segment = self._segment
         if segment is None or segment.id != job.segment_id:
             return []
         committed = len(segment.agreement.committed)
-        words = self._words(result, segment.start, result.text)
+        words = self._words(result, segment.start, segment.onset, job.upto)
         # Cut after the last committed word that ends a second before the window's edge.
         limit = job.upto - SAMPLE_RATE
         cut_index = -1
@@ -379,10 +388,15 @@ class StreamingTranscriber:
         self._release()
         return [final, SpeechStart(successor.id, cut)]
 
-    def _words(self, result: DecodeResult, offset: int, text: str) -> tuple[Word, ...]:
-        if not result.words:
-            return ()
-        return tuple(_shift(w, offset) for w in result.words)
+    @staticmethod
+    def _words(result: DecodeResult, offset: int, lo: int, hi: int) -> tuple[Word, ...]:
+        """Words in stream time, clipped to the segment's [lo, hi] (the pads are margin)."""
+        words = []
+        for w in result.words:
+            end = min(max(w.end + offset, lo), hi)
+            start = min(max(w.start + offset, lo), end)
+            words.append(Word(w.word.strip(), start, end, w.probability))
+        return tuple(words)
 
     def _remember(self, text: str, end: int) -> None:
         if text:
@@ -400,6 +414,4 @@ class StreamingTranscriber:
         self._audio.release(min(starts) if starts else self.position - PREROLL)
 
 
-def _shift(word: DecodedWord, offset: int) -> Word:
-    return Word(word.word.strip(), word.start + offset, word.end + offset, word.probability)
 
