@@ -16,8 +16,9 @@ Usage::
 
 Reported, per simulated minute (printed per 5 minutes) and per loop of the clips:
 
-* RSS of the process (psutil) and live Python objects; the RSS slope in MB per hour is a
-  least-squares fit over the samples taken from the end of the first (warm-up) minute on;
+* RSS of the process (psutil) and live Python objects (after ``gc.collect()``); the RSS
+  slope in MB per hour is a least-squares fit over the samples taken from the end of the
+  first (warm-up) minute on, and again over the second half of the run alone;
 * the session's buffers: audio held by the transcriber's window (held span, the part
   still needed, the allocated capacity), the event log's replay history, the prompt
   history; read from private attributes (:func:`probe`), a bench's licence;
@@ -100,6 +101,7 @@ class LoopedAudio:
     """The clips with silence after each, repeated forever; addressed by stream sample."""
 
     def __init__(self, clips: Sequence[tuple[str, str, Samples]], gap_s: float) -> None:
+        self.gap_s = gap_s
         gap = np.zeros(int(gap_s * SAMPLE_RATE), dtype=np.float32)
         parts: list[Samples] = []
         pieces: list[Piece] = []
@@ -525,11 +527,10 @@ class _Maxima:
     def __init__(self) -> None:
         self.held = self.needed = self.capacity = 0
 
-    def see(self, session: Session) -> None:
-        audio = session._transcriber._audio
-        self.held = max(self.held, audio.end - audio.start)
-        self.needed = max(self.needed, audio.end - max(audio.start, audio._keep_from))
-        self.capacity = max(self.capacity, len(audio._data))
+    def see(self, internals: Internals) -> None:
+        self.held = max(self.held, internals.audio_held)
+        self.needed = max(self.needed, internals.audio_needed)
+        self.capacity = max(self.capacity, internals.audio_capacity)
 
 
 async def run_long_session(
@@ -537,13 +538,13 @@ async def run_long_session(
     *,
     minutes: float,
     feed: LoopedAudio,
-    model: str,
     scripted: bool,
-    gap_s: float,
     text_filter: TextFilter | None = None,
     on_minute: Callable[[MinuteStats, Internals], None] | None = None,
 ) -> Report:
-    """Feed ``minutes`` of looped audio through one session on the virtual clock."""
+    """Feed ``minutes`` of looped audio through one session on the virtual clock.
+    ``scripted`` says the engine's decoder is the scripted one: no WER, and no check of
+    text against the previous final (its words are positional)."""
     config = SessionConfig(streaming=StreamingConfig(adaptive_cadence=False))
     session: Session
     timed = TimedEngine(engine, lambda: session.position)
@@ -576,12 +577,12 @@ async def run_long_session(
             position += len(chunk)
             await asyncio.wait_for(session.settle(), DECODE_TIMEOUT_S)
             await asyncio.sleep(0)  # let the consumer see what was published
-            maxima.see(session)
+            internals = probe(session)
+            maxima.see(internals)
             if position % MINUTE and position < total:
                 continue
-            await asyncio.sleep(0)
             now = time.perf_counter()
-            internals = probe(session)
+            gc.collect()  # count live objects, not garbage waiting for the collector
             load = engine.load()
             partial = log.select(DecodeKind.PARTIAL, since=logged)
             final = log.select(DecodeKind.FINAL, since=logged)
@@ -626,10 +627,10 @@ async def run_long_session(
     wall = time.perf_counter() - started
     loops = _loops(feed, tracker, log, total, scripted)
     return Report(
-        model=model,
+        model=engine.model_name,
         scripted=scripted,
         minutes=minutes,
-        gap_s=gap_s,
+        gap_s=feed.gap_s,
         clips=[p.clip_id for p in feed.pieces],
         loop_s=round(feed.loop_length / SAMPLE_RATE, 3),
         machine=_machine(),
@@ -828,7 +829,6 @@ async def _main(args: argparse.Namespace) -> Report:
     text_filter: TextFilter | None = None
     if args.scripted:
         engine = LocalEngine(QuietScriptedDecoder())
-        model = "scripted"
     else:
         from signaling.config import ServerConfig
         from signaling.server import build_engine
@@ -837,8 +837,7 @@ async def _main(args: argparse.Namespace) -> Report:
         engine_config = EngineConfig(model=args.model)
         engine = await asyncio.to_thread(build_engine, ServerConfig(engine=engine_config))
         text_filter = TextFilter.from_engine(engine_config)
-        model = args.model
-    print(f"{model}: {args.minutes:g} min of {' + '.join(CLIPS)} looped "
+    print(f"{engine.model_name}: {args.minutes:g} min of {' + '.join(CLIPS)} looped "
           f"({feed.loop_length / SAMPLE_RATE:.1f} s a loop)", flush=True)
     print(BLOCK_HEADER, flush=True)
     block: list[MinuteStats] = []
@@ -850,9 +849,9 @@ async def _main(args: argparse.Namespace) -> Report:
             block.clear()
 
     try:
-        report = await run_long_session(engine, minutes=args.minutes, feed=feed, model=model,
-                                        scripted=args.scripted, gap_s=args.gap,
-                                        text_filter=text_filter, on_minute=on_minute)
+        report = await run_long_session(engine, minutes=args.minutes, feed=feed,
+                                        scripted=args.scripted, text_filter=text_filter,
+                                        on_minute=on_minute)
     finally:
         await asyncio.to_thread(engine.close)
     if block:

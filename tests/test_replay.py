@@ -13,6 +13,7 @@ from tests.fakes import ScriptedDecoder
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.resample import load_audio
+from webrtc_stt.config import SessionConfig, VadConfig
 from webrtc_stt.events import Final, Partial, Ready, SpeechEnd, SpeechStart
 from webrtc_stt.replay import Stamped, replay
 from webrtc_stt.session import Session
@@ -75,12 +76,13 @@ async def test_speculative_final_is_ready_when_the_silence_ends_speech() -> None
 
 
 async def test_long_utterance_is_cut_at_a_committed_word_losing_no_audio() -> None:
-    """60 s of continuous speech-like audio: segments never pass the 25 s window, and
-    consecutive segments tile the audio without gaps."""
+    """60 s of continuous read speech, with the sentence-pause split turned off so the
+    window fills: segments never pass 25 s, and consecutive segments tile the audio."""
     speech = load_audio(clip("LJ001-0001_0017_longform").audio)[: 60 * SAMPLE_RATE]
     engine = LocalEngine(ScriptedDecoder())
+    config = SessionConfig(vad=VadConfig(long_speech_ms=10**9))
     try:
-        session = Session("r", engine)
+        session = Session("r", engine, config=config)
         events = await replay(session, speech)
     finally:
         engine.close()
@@ -105,6 +107,21 @@ async def test_real_engine_replay_transcribes_jfk(engine: LocalEngine) -> None:
     check_stream_rules(events)
     text = " ".join(s.envelope.event.text for s in events if isinstance(s.envelope.event, Final))
     assert corpus_wer([jfk.text], [text]).wer <= 0.15
+
+
+async def test_continuous_speech_splits_at_sentence_pauses() -> None:
+    """Past 8 s of speech a short pause ends the utterance, so read speech with 0.3 s
+    pauses between sentences becomes short segments and never reaches the window cut."""
+    speech = load_audio(clip("LJ001-0001_0017_longform").audio)[: 60 * SAMPLE_RATE]
+    engine = LocalEngine(ScriptedDecoder())
+    try:
+        events = await replay(Session("r", engine), speech)
+    finally:
+        engine.close()
+    check_stream_rules(events)
+    finals = [s.envelope.event for s in events if isinstance(s.envelope.event, Final)]
+    assert len(finals) >= 4
+    assert max(f.end - f.start for f in finals) < 20 * SAMPLE_RATE
 
 
 async def test_silence_produces_no_segment() -> None:

@@ -29,6 +29,11 @@ class VadConfig:
     min_speech_ms: int = 160
     speech_pad_ms: int = 250
     end_pad_ms: int = 200
+    long_speech_ms: int = 8000
+    long_min_silence_ms: int = 160
+    """Once an utterance has run ``long_speech_ms``, a pause of ``long_min_silence_ms``
+    ends it: continuous speech splits at sentence pauses into short segments (fast finals,
+    cheap decodes) instead of running into the window cut."""
     """Silero marks silence during a soft word-final sound (the "ns" of "Americans");
     100 ms clipped it often enough to change the final's words."""
 
@@ -45,6 +50,8 @@ class StreamingConfig:
 
     first_partial_ms: int = 320
     """Speech needed before the first partial decode of an utterance."""
+    early_interval_ms: int = 250
+    """Cadence of partial decodes until the segment shows its first text."""
     partial_interval_ms: int = 500
     """Cadence of partial re-decodes while someone speaks (stretched under load)."""
     max_window_s: float = 25.0
@@ -76,7 +83,6 @@ class DecodeOptions:
     """Options of one decode kind (partial or final)."""
 
     beam_size: int = 1
-    word_timestamps: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,9 +101,7 @@ class EngineConfig:
     language: str | None = "en"
     """Language code, or None to detect (multilingual models only)."""
     partial: DecodeOptions = field(default_factory=lambda: DecodeOptions(beam_size=1))
-    final: DecodeOptions = field(
-        default_factory=lambda: DecodeOptions(beam_size=5, word_timestamps=True)
-    )
+    final: DecodeOptions = field(default_factory=lambda: DecodeOptions(beam_size=5))
     max_batch: int = 8
     min_window_s: float = 10.0
     """Shortest encoder window of finals; shorter audio is zero-padded to it (shorter still

@@ -265,6 +265,8 @@ class Endpointer:
         self._end_pad = ms_to_samples(self.config.end_pad_ms)
         self._min_speech = ms_to_samples(self.config.min_speech_ms)
         self._min_silence = ms_to_samples(self.config.min_silence_ms)
+        self._long_speech = ms_to_samples(self.config.long_speech_ms)
+        self._long_min_silence = ms_to_samples(self.config.long_min_silence_ms)
         self._position = 0
         self._previous_end = 0
         self._phase = _Phase.SILENCE
@@ -318,7 +320,9 @@ class Endpointer:
                 events.append(SpeechResumed())
 
         if self._silence_start is not None:
-            if chunk_end - self._silence_start >= self._min_silence:
+            long = self._silence_start - self._start >= self._long_speech
+            needed = min(self._min_silence, self._long_min_silence) if long else self._min_silence
+            if chunk_end - self._silence_start >= needed:
                 if announced:
                     end = min(self._silence_start + self._end_pad, chunk_end)
                     events.append(self._end(end, self._silence_start))

@@ -155,6 +155,7 @@ class StreamingTranscriber:
         self._history_end = -(10**12)
         self._interval = ms_to_samples(config.partial_interval_ms)
         self._first = ms_to_samples(config.first_partial_ms)
+        self._early_interval = ms_to_samples(config.early_interval_ms)
         self._cut_at = int(config.cut_window_s * SAMPLE_RATE)
         self._max_window = int(config.max_window_s * SAMPLE_RATE)
 
@@ -240,7 +241,8 @@ class StreamingTranscriber:
             segment.speculation = (-1, _PENDING)
             return self._final_job(segment, JobKind.SPECULATIVE, segment.silence_at + self._end_pad)
         spoken = position - segment.start
-        due = segment.last_partial_at + int(self._interval * partial_stretch)
+        interval = self._interval if segment.partial_count else self._early_interval
+        due = segment.last_partial_at + int(interval * partial_stretch)
         if spoken >= self._first and position >= due and segment.silence_at is None:
             segment.last_partial_at = position
             return Job(
