@@ -50,7 +50,7 @@ import sys
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -65,7 +65,7 @@ from webrtc_stt.asr.engine import Engine, EngineLoad, LocalEngine
 from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples, load_audio
-from webrtc_stt.config import SessionConfig, StreamingConfig
+from webrtc_stt.config import SessionConfig
 from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.session import Session
 
@@ -82,6 +82,9 @@ REPEAT_EXAMPLES = 20
 BLOCK_MINUTES = 5
 """Rows of the printed table."""
 DECODE_TIMEOUT_S = 300.0
+CALIBRATION_S = 6.0
+"""Audio of the fixed final decode timed every minute, about a typical final's."""
+CALIBRATION_RUNS = 3
 
 
 # -- the looped feed ---------------------------------------------------------------------
@@ -420,6 +423,9 @@ class MinuteStats:
     prompt_chars: int
     owed_finals: int
     engine_waiting: int
+    calibration_ms: float
+    """Fastest of a few decodes of one fixed request, timed at the minute's end: the
+    machine's speed then, so drift from other load on it can be told from session age."""
 
 
 @dataclass(frozen=True)
@@ -436,6 +442,8 @@ class LoopStats:
     ref_words: int | None
     final_decode_ms: float | None
     partial_decode_ms: float | None
+    endpoint_latency_s: float | None
+    """Mean virtual-clock latency of the loop's endpointed finals."""
 
 
 @dataclass(frozen=True)
@@ -457,6 +465,11 @@ class Summary:
     python_objects_growth: int
     final_decode_ms: float | None
     final_decode_slope_ms_per_h: float | None
+    final_decode_relative_slope_pct_per_h: float | None
+    """Slope of each minute's mean final decode time over its calibration decode time,
+    in percent of the mean ratio per hour: session age with machine drift taken out."""
+    calibration_ms: float | None
+    calibration_slope_ms_per_h: float | None
     partial_decode_ms: float | None
     partial_decode_slope_ms_per_h: float | None
     endpoint_latency_median_s: float | None
@@ -498,6 +511,7 @@ class Report:
     clips: list[str]
     loop_s: float
     machine: dict[str, str | int | None] = field(default_factory=dict)
+    session_config: SessionConfig | None = None
     summary: Summary | None = None
     per_minute: list[MinuteStats] = field(default_factory=list)
     per_loop: list[LoopStats] = field(default_factory=list)
@@ -540,12 +554,15 @@ async def run_long_session(
     feed: LoopedAudio,
     scripted: bool,
     text_filter: TextFilter | None = None,
+    config: SessionConfig | None = None,
     on_minute: Callable[[MinuteStats, Internals], None] | None = None,
 ) -> Report:
     """Feed ``minutes`` of looped audio through one session on the virtual clock.
     ``scripted`` says the engine's decoder is the scripted one: no WER, and no check of
-    text against the previous final (its words are positional)."""
-    config = SessionConfig(streaming=StreamingConfig(adaptive_cadence=False))
+    text against the previous final (its words are positional). Adaptive cadence is
+    turned off: wall-clock load means nothing on the virtual clock."""
+    config = config or SessionConfig()
+    config = replace(config, streaming=replace(config.streaming, adaptive_cadence=False))
     session: Session
     timed = TimedEngine(engine, lambda: session.position)
     session = Session("long", timed, config=config, text_filter=text_filter)
@@ -607,6 +624,7 @@ async def run_long_session(
                 prompt_chars=internals.prompt_chars,
                 owed_finals=internals.owed_finals,
                 engine_waiting=load.waiting_finals + load.waiting_partials,
+                calibration_ms=round(await _calibrate(engine, feed), 2),
             )
             rows.append(row)
             if on_minute is not None:
@@ -634,11 +652,25 @@ async def run_long_session(
         clips=[p.clip_id for p in feed.pieces],
         loop_s=round(feed.loop_length / SAMPLE_RATE, 3),
         machine=_machine(),
+        session_config=config,
         summary=_summarize(rows, loops, tracker, log, total,
                            feed.loop_length / SAMPLE_RATE, wall, rss_start, objects_start),
         per_minute=rows,
         per_loop=loops,
     )
+
+
+async def _calibrate(engine: Engine, feed: LoopedAudio) -> float:
+    """Milliseconds of the fastest of a few decodes of one fixed final request."""
+    request = DecodeRequest("calibration", DecodeKind.FINAL,
+                            feed.audio[: int(CALIBRATION_S * SAMPLE_RATE)].copy(),
+                            language="en", word_timestamps=True)
+    best = math.inf
+    for _ in range(CALIBRATION_RUNS):
+        started = time.perf_counter()
+        await engine.decode(request)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -652,6 +684,7 @@ def _loops(feed: LoopedAudio, tracker: Tracker, log: DecodeLog, total: int,
         lo, hi = loop * feed.loop_length, (loop + 1) * feed.loop_length
         complete = [i for i in range(len(feed.pieces)) if feed.span(loop, i)[1] <= total]
         texts = [t for i in range(len(feed.pieces)) for t in tracker.texts.get((loop, i), [])]
+        latencies = [s for at, s in tracker.endpoint_latency if lo <= at < hi]
         wer = None
         if complete and not scripted:
             wer = corpus_wer([feed.pieces[i].reference for i in complete],
@@ -666,6 +699,7 @@ def _loops(feed: LoopedAudio, tracker: Tracker, log: DecodeLog, total: int,
             ref_words=None if wer is None else wer.ref_words,
             final_decode_ms=_round(log.mean_ms(log.select(DecodeKind.FINAL, lo, hi)), 2),
             partial_decode_ms=_round(log.mean_ms(log.select(DecodeKind.PARTIAL, lo, hi)), 2),
+            endpoint_latency_s=_round(_mean(latencies), 3),
         ))
     return out
 
@@ -687,6 +721,11 @@ def _summarize(rows: Sequence[MinuteStats], loops: Sequence[LoopStats], tracker:
         return _round(log.mean_ms(mine), 2), _round(fitted, 3)
 
     final_ms, final_slope = fit(DecodeKind.FINAL)
+    timed = [r for r in settled if r.final_decode_ms is not None and r.calibration_ms > 0]
+    ratios = [(r.final_decode_ms or 0.0) / r.calibration_ms for r in timed]
+    relative = slope([r.minute / 60 for r in timed], ratios)
+    relative_pct = None if relative is None else relative / (_mean(ratios) or 1.0) * 100
+    calibration = [r.calibration_ms for r in settled]
     partial_ms, partial_slope = fit(DecodeKind.PARTIAL)
     endpoint = [s for _, s in tracker.endpoint_latency]
     cut = [s for _, s in tracker.cut_latency]
@@ -707,6 +746,10 @@ def _summarize(rows: Sequence[MinuteStats], loops: Sequence[LoopStats], tracker:
                                if settled else len(gc.get_objects()) - objects_start),
         final_decode_ms=final_ms,
         final_decode_slope_ms_per_h=final_slope,
+        final_decode_relative_slope_pct_per_h=_round(relative_pct, 2),
+        calibration_ms=_round(_mean(calibration), 2),
+        calibration_slope_ms_per_h=_round(slope([r.minute / 60 for r in settled],
+                                                calibration), 3),
         partial_decode_ms=partial_ms,
         partial_decode_slope_ms_per_h=partial_slope,
         endpoint_latency_median_s=_round(percentile(endpoint, 50), 3) if endpoint else None,
@@ -755,7 +798,7 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 
 BLOCK_HEADER = (f"{'min':>7} {'RSS MB':>8} {'objects':>8} {'wall s/min':>10} "
                 f"{'partial ms':>10} {'final ms':>9} {'finals':>6} {'end lat s':>9} "
-                f"{'held s':>7} {'cap s':>6} {'events':>6} {'prompt':>6}")
+                f"{'held s':>7} {'cap s':>6} {'events':>6} {'prompt':>6} {'calib ms':>8}")
 
 
 def block_row(rows: Sequence[MinuteStats]) -> str:
@@ -773,19 +816,21 @@ def block_row(rows: Sequence[MinuteStats]) -> str:
             f"{partial_ms:>10.1f} {final_ms:>9.1f} {sum(r.finals for r in rows):>6} "
             f"{_fmt(_mean(latencies), '.3f'):>9} {max(r.audio_held_s for r in rows):>7.1f} "
             f"{max(r.audio_capacity_s for r in rows):>6.1f} "
-            f"{max(r.event_history for r in rows):>6} {max(r.prompt_chars for r in rows):>6}")
+            f"{max(r.event_history for r in rows):>6} {max(r.prompt_chars for r in rows):>6} "
+            f"{_mean([r.calibration_ms for r in rows]) or 0:>8.1f}")
 
 
 def loop_table(loops: Sequence[LoopStats]) -> str:
     """WER and decode time per loop of the clips."""
     lines = [f"{'loop':>4} {'complete':>8} {'finals':>6} {'words':>6} {'WER %':>6} "
-             f"{'ins':>4} {'final ms':>9} {'partial ms':>10}"]
+             f"{'ins':>4} {'final ms':>9} {'partial ms':>10} {'end lat s':>9}"]
     for lp in loops:
         lines.append(
             f"{lp.loop:>4} {'yes' if lp.complete else 'no':>8} {lp.finals:>6} {lp.words:>6} "
             f"{_fmt(None if lp.wer is None else lp.wer * 100):>6} "
             f"{'-' if lp.insertions is None else lp.insertions:>4} "
-            f"{_fmt(lp.final_decode_ms):>9} {_fmt(lp.partial_decode_ms):>10}")
+            f"{_fmt(lp.final_decode_ms):>9} {_fmt(lp.partial_decode_ms):>10} "
+            f"{_fmt(lp.endpoint_latency_s, '.3f'):>9}")
     return "\n".join(lines)
 
 
@@ -800,7 +845,9 @@ def summary_text(s: Summary) -> str:
         f"decode ms: final {_fmt(s.final_decode_ms)} (slope "
         f"{_fmt(s.final_decode_slope_ms_per_h, '+.2f')} ms/h), partial "
         f"{_fmt(s.partial_decode_ms)} (slope {_fmt(s.partial_decode_slope_ms_per_h, '+.2f')} "
-        f"ms/h)",
+        f"ms/h); final relative to the calibration decode "
+        f"{_fmt(s.final_decode_relative_slope_pct_per_h, '+.1f')} %/h; calibration "
+        f"{_fmt(s.calibration_ms)} ms (slope {_fmt(s.calibration_slope_ms_per_h, '+.2f')} ms/h)",
         f"virtual final latency s: endpointed median {_fmt(s.endpoint_latency_median_s, '.3f')}"
         f" p95 {_fmt(s.endpoint_latency_p95_s, '.3f')}; cuts median "
         f"{_fmt(s.cut_latency_median_s, '.3f')} ({s.cuts} cuts)",

@@ -76,6 +76,9 @@ class WhisperBackend:
             return [next(passes[flag]) for flag in has_context]
         model = self._final_model if kind is DecodeKind.FINAL else self._partial_model
         options = self._config.final if kind is DecodeKind.FINAL else self._config.partial
+        # Under load, finals decode greedily: on the speech set beam 5 bought 0.2 WER points
+        # for several times the decoder's cost.
+        beam_size = 1 if all(r.economy for r in requests) else options.beam_size
 
         features, frames = self._features(model, requests)
         import ctranslate2
@@ -97,7 +100,7 @@ class WhisperBackend:
         generated = model.model.generate(
             encoder_output,
             prompts,
-            beam_size=options.beam_size,
+            beam_size=beam_size,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,

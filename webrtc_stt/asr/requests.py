@@ -34,7 +34,8 @@ class DecodeRequest:
     language: str | None = None
     word_timestamps: bool = False
     economy: bool = False
-    """Asked under load: the engine may trade a little accuracy for speed (partials)."""
+    """Asked under load: the engine may trade a little accuracy for speed (a shorter
+    encoder window for partials, greedy search for finals)."""
 
     @property
     def seconds(self) -> float:

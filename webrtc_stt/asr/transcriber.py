@@ -218,11 +218,13 @@ class StreamingTranscriber:
     # -- jobs --------------------------------------------------------------------------
 
     def next_job(self, *, partial_stretch: float = 1.0, speculate: bool = True) -> Job | None:
-        """The most urgent decode now, or None. ``partial_stretch`` > 1 slows partials."""
+        """The most urgent decode now, or None. ``partial_stretch`` > 1 means the engine is
+        under pressure: partials come less often and every decode asks for economy."""
+        economy = partial_stretch > 1.0
         if self._ended:
             segment = self._ended[0]
             assert segment.end is not None
-            return self._final_job(segment, JobKind.FINAL, segment.end)
+            return self._final_job(segment, JobKind.FINAL, segment.end, economy)
         current = self._segment
         if current is None:
             return None
@@ -230,7 +232,7 @@ class StreamingTranscriber:
         position = self.position
         if position - segment.start >= self._cut_at and not segment.cutting:
             upto = min(position, segment.start + self._max_window)
-            return self._final_job(segment, JobKind.CUT, upto)
+            return self._final_job(segment, JobKind.CUT, upto, economy)
         if (
             speculate
             and segment.silence_at is not None
@@ -239,7 +241,8 @@ class StreamingTranscriber:
         ):
             # The VAD will end the utterance exactly here unless speech resumes.
             segment.speculation = (-1, _PENDING)
-            return self._final_job(segment, JobKind.SPECULATIVE, segment.silence_at + self._end_pad)
+            upto = segment.silence_at + self._end_pad
+            return self._final_job(segment, JobKind.SPECULATIVE, upto, economy)
         spoken = position - segment.start
         interval = self._interval if segment.partial_count else self._early_interval
         due = segment.last_partial_at + int(interval * partial_stretch)
@@ -256,22 +259,22 @@ class StreamingTranscriber:
                     prefix=segment.agreement.committed_text(),
                     prompt=self._prompt(segment.start),
                     language=self._language or segment.language,
-                    economy=partial_stretch > 1.0,
+                    economy=economy,
                 ),
             )
         return None
 
-    def _final_job(self, segment: _Segment, kind: JobKind, upto: int) -> Job | None:
+    def _final_job(self, segment: _Segment, kind: JobKind, upto: int, economy: bool) -> Job:
         if kind is JobKind.FINAL and segment.speculation is not None:
             decoded_upto, result = segment.speculation
             if abs(decoded_upto - upto) <= SPECULATION_TOLERANCE:
-                return Job(kind, segment.id, decoded_upto, self._request(segment, decoded_upto),
-                           cached=result)
+                request = self._request(segment, decoded_upto, economy)
+                return Job(kind, segment.id, decoded_upto, request, cached=result)
         if kind is JobKind.CUT:
             segment.cutting = True
-        return Job(kind, segment.id, upto, self._request(segment, upto))
+        return Job(kind, segment.id, upto, self._request(segment, upto, economy))
 
-    def _request(self, segment: _Segment, upto: int) -> DecodeRequest:
+    def _request(self, segment: _Segment, upto: int, economy: bool) -> DecodeRequest:
         return DecodeRequest(
             self._key,
             DecodeKind.FINAL,
@@ -280,6 +283,7 @@ class StreamingTranscriber:
             prompt=self._prompt(segment.start),
             language=self._language or segment.language,
             word_timestamps=self._word_timestamps,
+            economy=economy,
         )
 
     def _new_agreement(self) -> LocalAgreement:
