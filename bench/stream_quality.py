@@ -25,11 +25,11 @@ Metrics (stream time ``t`` maps to the client's clock as ``audio_started_at + t`
 * WER: corpus WER of the finals, Whisper's English normalizer on both sides; the offline
   WER is faster-whisper ``transcribe(beam_size=5, condition_on_previous_text=False)`` of
   the whole clip with the model the server loads for finals.
-* final latency: arrival of each ``final`` minus its ``end``. The VAD puts ``end`` an end
-  pad (``VadConfig.end_pad_ms``, 100 ms by default) after the speech it heard stop, so the
-  "from speech end" figure adds that pad back for finals that closed at a ``speech_end``.
+* final latency: arrival of each ``final`` minus its ``end``, which is where the VAD heard
+  speech stop (the decoder's end pad is not counted in it). "from speech end" keeps only the
+  finals that closed at a ``speech_end`` (a pause), leaving out finals of the 25 s window cut.
 * first-text latency: first ``partial`` of a segment (its final when it had no partial)
-  minus the segment's ``start`` from ``speech_start``, which includes the VAD's lead pad.
+  minus the segment's ``start`` from ``speech_start``: where the VAD heard speech begin.
 * end of audio to last final: arrival of the last final minus the moment the clip's last
   frame was sent (before the ``--tail`` of silence).
 * flicker: share of partial updates that do not extend the words already shown;
@@ -66,14 +66,12 @@ import psutil
 from bench.metrics import Clip, LatencyStats, WerResult, corpus_wer, flicker, load_manifest
 from client.transcribe import Received, ServerError, Transcript, transcribe
 from webrtc_stt.audio.resample import Samples, load_audio
-from webrtc_stt.config import VadConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "speech" / "manifest.jsonl"
 RESULTS_DIR = REPO / "bench" / "results"
 TELEPHONY_DIR = "telephony_8k"
 """Folder beside the manifest with native 8 kHz copies of clips recorded at 8 kHz."""
-END_PAD_S = VadConfig().end_pad_ms / 1000
 WARMUP_S = 3.0
 SERVER_START_TIMEOUT_S = 120.0
 RESERVED_FLAGS = ("--host", "--port", "--ice-host")
@@ -515,10 +513,10 @@ def analyse(run: ClipRun, offline: str) -> ClipResult:
         if segment.final_at is not None and segment.final_end is not None:
             latency = segment.final_at - (t0 + segment.final_end)
             final_latency.append(latency)
-            padded = segment.speech_end is not None and math.isclose(
+            if segment.speech_end is not None and math.isclose(
                 segment.speech_end, segment.final_end, abs_tol=1e-3
-            )
-            from_speech_end.append(latency + END_PAD_S if padded else latency)
+            ):
+                from_speech_end.append(latency)
         shown = [at for text, _, at in segment.partials if text.strip()]
         if not shown and segment.final_text and segment.final_at is not None:
             shown = [segment.final_at]
