@@ -151,3 +151,28 @@ class IcePolicy:
         if self.port_min is not None and self.port_max is not None:
             if not 1 <= self.port_min <= self.port_max <= 65535:
                 raise ValueError(f"bad UDP port range {self.port_min}-{self.port_max}")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What one caller asks of its session, on any ingest path (all optional).
+
+    ``None`` fields take the server's configuration. Validated by the hub when the session
+    opens (``BadRequest`` with a stable code on a bad value).
+    """
+
+    language: str | None = None
+    """Language code; ``None`` is the server's default, ``"auto"`` detects (multilingual)."""
+    prompt: str = ""
+    """Vocabulary or context the decoder is primed with (names, jargon), before earlier finals."""
+    turn_detection: bool = True
+    """False: the VAD does not end utterances; the client ends each one with
+    ``Session.commit()`` (OpenAI ``turn_detection: null``, Deepgram ``endpointing=false``)."""
+    vad_threshold: float | None = None
+    """Speech probability that starts speech (overrides ``VadConfig.threshold``)."""
+    speech_pad_ms: int | None = None
+    """Audio kept before the detected onset (overrides ``VadConfig.speech_pad_ms``)."""
+    min_silence_ms: int | None = None
+    """Silence that ends an utterance (overrides ``VadConfig.min_silence_ms``)."""
+    interim_results: bool = True
+    """False: the caller wants finals only (partials are not decoded for it)."""

@@ -1,0 +1,1 @@
+"""The WebSocket ingest: one transport, one pure framing module per protocol."""
