@@ -33,6 +33,7 @@ from signaling.errors import error_response
 from signaling.keys import HUB
 from webrtc_stt import wire
 from webrtc_stt.audio.resample import ArrayResampler
+from webrtc_stt.config import SessionOptions
 from webrtc_stt.errors import SttError
 from webrtc_stt.eventlog import SubscriberTooSlow
 from webrtc_stt.events import Envelope, Error
@@ -218,7 +219,7 @@ class MediaStream:
     def _start(self, started: Started) -> None:
         fmt = started.format
         try:
-            session = self.hub.open(fmt.language)
+            session = self.hub.open(SessionOptions(language=fmt.language))
         except SttError as exc:
             raise _Refused(exc.code, exc.message) from None
         self.session = session

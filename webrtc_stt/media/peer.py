@@ -23,6 +23,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 
 from webrtc_stt import wire
+from webrtc_stt.config import SessionOptions
 from webrtc_stt.errors import BadOffer
 from webrtc_stt.eventlog import SubscriberTooSlow
 from webrtc_stt.hub import SessionHub
@@ -63,7 +64,7 @@ class PeerSession:
     ) -> tuple[PeerSession, str]:
         """Admit a caller and answer its offer; returns the peer and the answer SDP."""
         check_offer(offer_sdp)
-        session = hub.open(language)
+        session = hub.open(SessionOptions(language=language))
         peer = cls(hub, session)
         try:
             answer_sdp = await peer._negotiate(offer_sdp)
