@@ -23,7 +23,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 
 from webrtc_stt import wire
-from webrtc_stt.config import IcePolicy
+from webrtc_stt.config import IcePolicy, SessionOptions
 from webrtc_stt.errors import BadOffer
 from webrtc_stt.events import Envelope
 from webrtc_stt.hub import SessionHub
@@ -75,7 +75,7 @@ class PeerSession:
         ``ice`` restricts the host addresses and UDP ports of this peer's ICE agent.
         """
         check_offer(offer_sdp)
-        session = hub.open(language)
+        session = hub.open(SessionOptions(language=language))
         # aiortc builds the ICE agent while the peer connection is created and the offer
         # applied; the agent keeps the policy after the block.
         with ice_policy(ice or IcePolicy()):

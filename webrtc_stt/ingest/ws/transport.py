@@ -203,7 +203,10 @@ class WsTransport:
                 case Clear():
                     self._live("clear").clear()
                 case Reconfigure(options=options):
-                    self._live("reconfigure").update(options)
+                    try:
+                        self._live("reconfigure").update(options)
+                    except SttError as exc:  # a bad option value
+                        raise _Refused(exc.code, exc.message) from None
                 case Reply(text=text):
                     await self._reply(text)
                 case Stopped():
@@ -221,7 +224,7 @@ class WsTransport:
         if self.session is not None:
             raise _Refused("unexpected_start", "the stream has started already")
         try:
-            session = self.hub.open(started.options.language)
+            session = self.hub.open(started.options)
         except SttError as exc:
             raise _Refused(exc.code, exc.message) from None
         self.session = session
