@@ -8,8 +8,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import replace
 
-import aioice
 import aiohttp
+import aioice
 import aiortc.rtcicetransport
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
