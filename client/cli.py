@@ -1,4 +1,5 @@
-"""The ``webrtc-stt`` command: ``serve`` runs the server, ``transcribe`` streams a file."""
+"""The ``webrtc-stt`` command: ``serve`` runs the server, ``gateway`` and ``worker`` run a
+cluster on Redis, ``transcribe`` streams a file."""
 
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ def _port_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                  name: str = "serve", summary: str = "run the server",
+                  ) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "serve",
-        help="run the server",
-        description="Run the speech-to-text server. Every flag can also be set with an "
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}. Every flag can also be set with an "
         f"environment variable {ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}PORT=9000, "
         f"{ENV_PREFIX}ICE_HOST=127.0.0.1,::1).",
     )
@@ -70,7 +73,59 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--whip-token", default=_env("whip_token"),
                    help="bearer token required on WHIP requests")
     p.add_argument("--log-level", default=_env("log_level", "info"))
-    p.set_defaults(run=_run_serve, ice_default=ice_default)
+    p.set_defaults(run=_run_serve, ice_default=ice_default, redis=None)
+    return p
+
+
+def _redis_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis", required=_env("redis") is None, default=_env("redis"),
+                   metavar="redis://HOST:PORT/DB", help="the cluster's Redis")
+    p.add_argument("--redis-prefix", default=_env("redis_prefix", "stt"),
+                   help="prefix of every Redis key of this cluster (default stt)")
+
+
+def _gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _serve_parser(sub, "gateway", "run a media gateway of a cluster: WebRTC, WHIP and "
+                      "WebSocket ingest, VAD and streaming; decodes run on the workers")
+    _redis_flag(p)
+
+
+def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("worker", help="run a speech worker of a cluster: load the model, "
+                       "decode the gateways' jobs")
+    _redis_flag(p)
+    p.add_argument("--model", default=_env("model", "tiny.en"))
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default=_env("device", "cpu"))
+    p.add_argument("--compute-type", default=_env("compute_type", "default"))
+    p.add_argument("--cpu-threads", type=int, default=int(_env("cpu_threads", "0") or 0))
+    p.add_argument("--max-batch", type=int, default=int(_env("max_batch", "8") or 8))
+    p.add_argument("--allow-download", action="store_true",
+                   default=(_env("allow_download", "") or "").lower() in ("1", "true", "yes"))
+    p.add_argument("--worker-id", default=_env("worker_id"),
+                   help="name in the registry (default: derived from host process)")
+    p.add_argument("--log-level", default=_env("log_level", "info"))
+    p.set_defaults(run=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from webrtc_stt.asr.models import ModelLoadError
+    from webrtc_stt.cluster.config import RedisConfig
+    from webrtc_stt.cluster.worker import serve_worker
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = EngineConfig(model=args.model, device=args.device, compute_type=args.compute_type,
+                          cpu_threads=args.cpu_threads, max_batch=args.max_batch)
+    redis = RedisConfig(url=args.redis, prefix=args.redis_prefix)
+    try:
+        asyncio.run(serve_worker(redis, engine, allow_download=args.allow_download,
+                                 worker_id=args.worker_id))
+    except ModelLoadError as exc:
+        print(f"webrtc-stt: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -131,7 +186,14 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"webrtc-stt: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(config))
+        if args.redis is not None:
+            from signaling.gateway import serve_gateway
+            from webrtc_stt.cluster.config import RedisConfig
+
+            redis = RedisConfig(url=args.redis, prefix=args.redis_prefix)
+            asyncio.run(serve_gateway(config, redis))
+        else:
+            asyncio.run(serve(config))
     except ModelLoadError as exc:
         print(f"webrtc-stt: {exc}", file=sys.stderr)
         return 1
@@ -195,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="webrtc-stt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _gateway_parser(sub)
+    _worker_parser(sub)
     _transcribe_parser(sub)
     args = parser.parse_args(argv)
     code: int = args.run(args)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from signaling import cors
 from signaling.body import BodyError
 from signaling.keys import HUB
 from webrtc_stt import wire
+from webrtc_stt.errors import SessionNotFound
 from webrtc_stt.eventlog import EventLog, SubscriberTooSlow, Subscription
 from webrtc_stt.events import Envelope
 
@@ -68,20 +70,24 @@ def format_event(envelope: Envelope) -> bytes:
     return f"id: {envelope.seq}\ndata: {wire.encode(envelope)}\n\n".encode()
 
 
-def format_end(session_id: str) -> bytes:
-    """The message that says the session ended and nothing follows."""
-    data = json.dumps({"type": "end", "session_id": session_id}, separators=(",", ":"))
+def format_end(session_id: str, reason: str | None = None) -> bytes:
+    """The message that says the session ended and nothing follows (and, when it did not
+    end normally, why: e.g. ``gateway_lost``)."""
+    body = {"type": "end", "session_id": session_id}
+    if reason is not None:
+        body["reason"] = reason
+    data = json.dumps(body, separators=(",", ":"))
     return f"event: end\ndata: {data}\n\n".encode()
 
 
-async def get_events(request: web.Request) -> web.StreamResponse:
-    """Stream a session's events from ``Last-Event-ID`` on until the session ends."""
-    session_id = request.match_info["session_id"]
-    after = last_event_id(request)
-    events = request.app[HUB].events(session_id)
-    if events.closed and after >= events.last_seq:
-        # Nothing more will ever come; 204 makes EventSource stop reconnecting.
-        return web.Response(status=204)
+RemoteEvents = Callable[[web.Request, str, int], Awaitable[web.StreamResponse]]
+REMOTE_EVENTS: web.AppKey[RemoteEvents] = web.AppKey("remote_events")
+"""Where a gateway of a cluster serves the events of sessions it does not run (see
+``signaling.cluster``); without it an unknown session is 404."""
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    """Start an event-stream response (headers and the ``retry`` hint)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -93,6 +99,25 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     with contextlib.suppress(ConnectionError):
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
+    return response
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    """Stream a session's events from ``Last-Event-ID`` on until the session ends."""
+    session_id = request.match_info["session_id"]
+    after = last_event_id(request)
+    try:
+        events = request.app[HUB].events(session_id)
+    except SessionNotFound:
+        remote = request.app.get(REMOTE_EVENTS)
+        if remote is None:
+            raise
+        return await remote(request, session_id, after)
+    if events.closed and after >= events.last_seq:
+        # Nothing more will ever come; 204 makes EventSource stop reconnecting.
+        return web.Response(status=204)
+    response = await open_stream(request)
+    with contextlib.suppress(ConnectionError):
         await _stream(response, events, after, request.app[STOPPING])
     return response
 

@@ -6,8 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
+from signaling import cluster
 from signaling.body import BodyError, read_json
 from signaling.keys import CONFIG, HUB
+from webrtc_stt.cluster.hub import ClusterHub
 from webrtc_stt.ingest.webrtc.peer import PeerSession
 
 
@@ -46,8 +48,7 @@ async def healthz(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     load = hub.engine.load()
     cost = hub.session_cost()
-    return web.json_response(
-        {
+    body: dict[str, Any] = {
             "status": "ok",
             "model": hub.engine.model_name,
             "sessions": len(hub),
@@ -57,4 +58,6 @@ async def healthz(request: web.Request) -> web.Response:
             "refused": hub.refused,
             "session_cost": None if cost is None else round(cost, 4),
         }
-    )
+    if isinstance(hub, ClusterHub):
+        body.update(cluster.health_fields(hub))
+    return web.json_response(body)

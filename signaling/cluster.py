@@ -1,0 +1,100 @@
+"""The HTTP side of a cluster gateway: events of sessions run elsewhere, and health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from signaling.events import (
+    KEEPALIVE_S,
+    STOPPING,
+    RemoteEvents,
+    format_end,
+    open_stream,
+)
+from webrtc_stt.cluster.hub import ClusterHub
+from webrtc_stt.cluster.redisio import REDIS_DOWN
+from webrtc_stt.cluster.sessions import Ended, EndReason, SessionStore, StoredEvent
+from webrtc_stt.errors import ServerFull, SessionNotFound
+
+log = logging.getLogger(__name__)
+
+
+def remote_events(store: SessionStore) -> RemoteEvents:
+    """The SSE handler for a session this gateway does not run: its events from Redis.
+
+    Seq rules are the local ones: every event after ``Last-Event-ID`` once, in order,
+    then ``event: end``. A session whose gateway died ends with ``reason: gateway_lost``.
+    If Redis goes away the stream is closed without ``end``, so the client reconnects.
+    """
+
+    async def handler(request: web.Request, session_id: str, after: int) -> web.StreamResponse:
+        try:
+            found = await store.meta(session_id)
+        except REDIS_DOWN as exc:
+            raise ServerFull(f"session state unavailable: redis: {exc}", retry_after=1) from None
+        if found is None:
+            raise SessionNotFound(session_id)
+        meta, last_seq = found
+        if meta.ended and after >= last_seq:
+            return web.Response(status=204)
+        response = await open_stream(request)
+        events = store.follow(meta, after)
+        stopping = asyncio.ensure_future(request.app[STOPPING].wait())
+        following: asyncio.Future[StoredEvent | Ended] | None = None
+        try:
+            while True:
+                if following is None:
+                    following = asyncio.ensure_future(anext(events))
+                waiting: set[asyncio.Future[Any]] = {following, stopping}
+                done, _ = await asyncio.wait(waiting, timeout=KEEPALIVE_S,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if stopping in done:
+                    break
+                if following not in done:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                arrived, following = following, None
+                item = arrived.result()
+                if isinstance(item, Ended):
+                    reason = None if item.reason is EndReason.ENDED else item.reason.value
+                    await response.write(format_end(session_id, reason))
+                    break
+                await response.write(f"id: {item.seq}\ndata: {item.data}\n\n".encode())
+        except (ConnectionError, StopAsyncIteration):
+            pass
+        except REDIS_DOWN as exc:
+            log.info("session %s: redis lost while streaming events: %s", session_id, exc)
+        finally:
+            stopping.cancel()
+            if following is not None:
+                following.cancel()
+            with contextlib.suppress(BaseException):
+                await events.aclose()
+        return response
+
+    return handler
+
+
+def health_fields(hub: ClusterHub) -> dict[str, Any]:
+    """What ``/healthz`` adds on a gateway: the cluster's state and whether it admits."""
+    verdict = hub.cluster.admission(capacity=hub.config.capacity_rtf,
+                                    session_cost=hub.session_cost())
+    return {
+        "status": "ok" if verdict.admit else "degraded",
+        "role": "gateway",
+        "gateway_id": hub.cluster.gateway_id,
+        "admitting": verdict.admit,
+        "reason": verdict.reason,
+        "live_workers": verdict.live_workers,
+        "free_workers": round(verdict.free, 3),
+        "workers": [
+            {"id": w.worker_id, "model": w.model, "device": w.device, "busy": round(w.busy, 3),
+             "inflight": w.inflight, "decoded": w.decoded, "claimed": w.claimed}
+            for w in hub.cluster.workers()
+        ],
+    }

@@ -1,0 +1,75 @@
+"""Start a cluster gateway: the usual app over a :class:`ClusterHub` and a RedisEngine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from signaling import cluster
+from signaling.app import create_app
+from signaling.config import ServerConfig
+from signaling.events import REMOTE_EVENTS
+from webrtc_stt.asr.transcriber import TextFilter
+from webrtc_stt.cluster.config import RedisConfig
+from webrtc_stt.cluster.engine import RedisEngine
+from webrtc_stt.cluster.hub import ClusterHub
+from webrtc_stt.vad import SileroModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway; :meth:`stop` ends its sessions, then leaves the cluster."""
+
+    runner: web.AppRunner
+    hub: ClusterHub
+    engine: RedisEngine
+    url: str
+
+    async def stop(self) -> None:
+        """Shut down HTTP and sessions (finals still decode), then the engine."""
+        try:
+            await self.runner.cleanup()
+        finally:
+            await self.engine.close()
+
+
+async def start_gateway(config: ServerConfig, redis: RedisConfig,
+                        gateway_id: str | None = None) -> RunningGateway:
+    """Start serving; port 0 picks a free port. Redis need not be up yet."""
+    engine = RedisEngine(redis, model=config.engine.model, gateway_id=gateway_id)
+    await engine.start()
+    try:
+        hub = ClusterHub(engine, config.hub, text_filter=TextFilter.from_engine(config.engine),
+                         vad_model=SileroModel.shared())
+        app = create_app(hub, config)
+        app[REMOTE_EVENTS] = cluster.remote_events(hub.store)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+    except BaseException:
+        await engine.close()
+        raise
+    host, port = runner.addresses[0][:2]
+    host = f"[{host}]" if ":" in host else host
+    engine.url = f"http://{host}:{port}"
+    return RunningGateway(runner, hub, engine, engine.url)
+
+
+async def serve_gateway(config: ServerConfig, redis: RedisConfig) -> None:
+    """Run a gateway until cancelled."""
+    gateway = await start_gateway(config, redis)
+    log.info("webrtc-stt gateway %s on %s/ (redis %s, model %s)", gateway.engine.gateway_id,
+             gateway.url, redis.url, config.engine.model)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await gateway.stop()

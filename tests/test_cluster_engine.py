@@ -1,0 +1,271 @@
+"""RedisEngine, the worker loop and session state against a real redis-server (in-process,
+with the scripted decoder below LocalEngine; the subprocess cluster is tests/test_cluster.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fakes import ScriptedDecoder
+from tests.redis_server import REDIS_SERVER, RedisServer
+from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult, Superseded
+from webrtc_stt.cluster import codec
+from webrtc_stt.cluster.audio import SessionAudio, blocks
+from webrtc_stt.cluster.codec import Job, Result, WireError, WorkerBeat
+from webrtc_stt.cluster.config import RedisConfig
+from webrtc_stt.cluster.engine import DecodeTimeout, RedisEngine
+from webrtc_stt.cluster.redisio import Entry, entries
+from webrtc_stt.cluster.registry import admission
+from webrtc_stt.cluster.sessions import Ended, EndReason, SessionStore, StoredEvent
+from webrtc_stt.cluster.worker import Worker
+from webrtc_stt.eventlog import EventLog
+from webrtc_stt.events import Final, Partial, Ready
+
+FAST = RedisConfig(heartbeat_interval_s=0.1, heartbeat_ttl_s=0.5, claim_idle_s=0.5,
+                   claim_interval_s=0.1, block_ms=100, final_timeout_s=10.0,
+                   reconnect_max_s=0.3)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def config(redis_server: RedisServer) -> RedisConfig:
+    return replace(FAST, url=redis_server.url)
+
+
+@pytest.fixture
+async def engine(config: RedisConfig) -> AsyncIterator[RedisEngine]:
+    eng = RedisEngine(config, model="scripted")
+    await eng.start()
+    yield eng
+    await eng.close()
+
+
+class RunningWorker:
+    def __init__(self, config: RedisConfig) -> None:
+        self.decoder = ScriptedDecoder()
+        self.worker = Worker(config, self.decoder, max_batch=4)
+        self.task = asyncio.create_task(self.worker.run())
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+async def worker(config: RedisConfig) -> AsyncIterator[RunningWorker]:
+    running = RunningWorker(config)
+    yield running
+    await running.stop()
+
+
+def speech(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(seconds * 16_000)) * 0.1).astype(np.float32)
+
+
+def request(kind: DecodeKind, audio: np.ndarray, key: str = "s1", prefix: str = ""
+            ) -> DecodeRequest:
+    return DecodeRequest(key, kind, audio, prefix=prefix, word_timestamps=True)
+
+
+async def until(predicate: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+# -- wire format and placement (no Redis) ------------------------------------------------
+
+
+def test_codec_round_trips_and_refuses_other_versions() -> None:
+    job = Job("g:1", "g", "s", DecodeKind.FINAL, 10, 20, 123.5, prefix="a", prompt="b",
+              language=None, word_timestamps=True, economy=True)
+    assert codec.decode_job(codec.encode_job(job)) == job
+    decoded = DecodeResult("hi there", "en", (DecodedWord("hi", 0, 5, 0.9),), -0.1)
+    result = Result("g:1", "w", decoded, compute_s=0.25)
+    assert codec.decode_result(codec.encode_result(result)) == result
+    beat = WorkerBeat("w", "tiny.en", False, "cpu", 8, 0.5, 0.1, 2, 10, 1, 42, 1.0)
+    assert codec.decode_worker_beat(codec.encode_worker_beat(beat)) == beat
+    import msgpack
+
+    with pytest.raises(WireError, match="version"):
+        codec.decode_job(msgpack.packb({"v": 99}))
+    audio = np.array([0.0, 0.5, -1.0, 1.5], dtype=np.float32)
+    back = codec.from_pcm16(codec.to_pcm16(audio))
+    assert np.allclose(back, [0.0, 0.5, -1.0, 1.0], atol=1e-4)
+
+
+def test_growing_windows_upload_each_sample_once() -> None:
+    stream = codec.pcm16_array(speech(6.0))
+    audio = SessionAudio()
+    uploaded = 0
+    for upto in range(8_000, 48_001, 8_000):  # partials of one utterance
+        placed = audio.place(stream[:upto])
+        assert (placed.start, placed.end) == (0, upto)
+        uploaded += len(placed.upload)
+    final = audio.place(stream[:40_000])  # the final ends before the last partial did
+    assert (final.start, final.end, len(final.upload)) == (0, 40_000, 0)
+    assert uploaded == 48_000
+    second = audio.place(stream[50_000:60_000])  # the next utterance: appended whole
+    assert (second.start, len(second.upload)) == (48_000, 10_000)
+    assert audio.place(stream[50_000:70_000]).upload_at == 58_000
+    assert blocks(5, 25, 10) == [(0, 5, 5), (1, 0, 10), (2, 0, 5)]
+
+
+def test_admission_is_a_function_of_announced_load() -> None:
+    def beat(busy: float, at: float = 100.0, model: str = "tiny.en") -> WorkerBeat:
+        return WorkerBeat("w", model, False, "cpu", 8, busy, 0.1, 0, 0, 0, 1, at)
+
+    args = {"model": "tiny.en", "now": 100.0, "ttl_s": 2.0, "capacity": 0.8}
+    none = admission([], session_cost=None, **args)  # type: ignore[arg-type]
+    assert not none.admit and "no live worker" in none.reason
+    stale = admission([beat(0.0, at=90.0)], session_cost=None, **args)  # type: ignore[arg-type]
+    assert not stale.admit
+    other = admission([beat(0.0, model="base")], session_cost=None, **args)  # type: ignore[arg-type]
+    assert not other.admit and "base" in other.reason
+    assert admission([beat(0.2)], session_cost=0.3, **args).admit  # type: ignore[arg-type]
+    full = admission([beat(0.7)], session_cost=0.3, **args)  # type: ignore[arg-type]
+    assert not full.admit and "capacity" in full.reason
+    assert admission([beat(0.7), beat(0.1)], session_cost=0.3, **args).admit  # type: ignore[arg-type]
+
+
+# -- against redis-server ---------------------------------------------------------------
+
+
+async def test_remote_decode_matches_local_and_audio_lands_once(
+    engine: RedisEngine, worker: RunningWorker
+) -> None:
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
+    audio = speech(4.0)
+    sent = 0
+    for upto in (16_000, 32_000, 48_000):
+        result = await engine.decode(request(DecodeKind.PARTIAL, audio[:upto]))
+        assert result.text == ScriptedDecoder._decode(
+            request(DecodeKind.PARTIAL, audio[:upto])).text
+    final = await engine.decode(request(DecodeKind.FINAL, audio, prefix="w0 w1"))
+    local = ScriptedDecoder._decode(request(DecodeKind.FINAL, audio, prefix="w0 w1"))
+    assert final.text == local.text and final.words == local.words
+    sent = engine.counters.bytes_sent
+    # 4 s of audio is 128 kB as int16; each job message adds well under 1 kB.
+    assert 4 * 32_000 <= sent < 4 * 32_000 + 4 * 1_024
+    assert engine.counters.round_trips == 4
+    assert engine.load().final_audio_s == pytest.approx(4.0)
+
+
+async def test_final_held_by_a_dead_consumer_is_claimed(
+    engine: RedisEngine, config: RedisConfig
+) -> None:
+    client = engine.client
+    await client.xgroup_create(config.jobs_key(), config.group, id="0", mkstream=True)
+    decode = asyncio.create_task(engine.decode(request(DecodeKind.FINAL, speech(2.0))))
+    # A worker that read the final and died before answering: it never acks or renews.
+    deadline = time.monotonic() + 5
+    taken: list[Entry] = []
+    while not taken:
+        assert time.monotonic() < deadline
+        taken = entries(await client.xreadgroup(config.group, "doomed",
+                                                {config.jobs_key(): ">"}, count=1, block=100))
+    running = RunningWorker(config)
+    try:
+        started = time.monotonic()
+        result = await asyncio.wait_for(decode, 5)
+        assert result.text == "w0 w1 w2 w3 w4"
+        assert time.monotonic() - started < config.claim_idle_s + 2.0
+        assert running.worker.claimed == 1
+        pending = await client.xpending(config.jobs_key(), config.group)
+        assert pending["pending"] == 0
+    finally:
+        await running.stop()
+
+
+async def test_superseded_partial_is_skipped_unseen(
+    engine: RedisEngine, config: RedisConfig
+) -> None:
+    # Queued while no worker runs; then the session asks for a newer partial, which
+    # first names itself the session's latest.
+    decode = asyncio.create_task(engine.decode(request(DecodeKind.PARTIAL, speech(1.0))))
+    await until(lambda: engine.counters.round_trips == 1)
+    await engine.client.set(config.latest_partial_key("s1"), "s1-newer")
+    running = RunningWorker(config)
+    try:
+        with pytest.raises(Superseded):
+            await asyncio.wait_for(decode, 5)
+        assert running.worker.skipped == 1
+        assert running.decoder.calls == []
+    finally:
+        await running.stop()
+
+
+async def test_no_worker_means_no_admission_and_a_final_deadline(config: RedisConfig) -> None:
+    eng = RedisEngine(replace(config, final_timeout_s=0.5), model="scripted")
+    await eng.start()
+    try:
+        verdict = eng.admission(capacity=0.8, session_cost=None)
+        assert not verdict.admit and "no live worker serves model scripted" in verdict.reason
+        with pytest.raises(DecodeTimeout, match="no worker answered within 0.5 s"):
+            await eng.decode(request(DecodeKind.FINAL, speech(1.0)))
+    finally:
+        await eng.close()
+
+
+async def test_decode_survives_a_redis_restart(
+    engine: RedisEngine, worker: RunningWorker, redis_server: RedisServer
+) -> None:
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
+    worker.decoder.gate.clear()
+    decode = asyncio.create_task(engine.decode(request(DecodeKind.FINAL, speech(2.0))))
+    await until(lambda: engine.counters.round_trips == 1)
+    await asyncio.to_thread(redis_server.restart, 0.3)  # empty: the job and audio are gone
+    worker.decoder.gate.set()
+    result = await asyncio.wait_for(decode, 8)
+    assert result.text == "w0 w1 w2 w3 w4"
+    assert engine.counters.resubmitted >= 1
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
+
+
+async def test_event_log_mirror_resumes_from_any_seq(config: RedisConfig) -> None:
+    eng = RedisEngine(config, model="scripted")
+    await eng.start()
+    store = SessionStore(eng.client, config)
+    log = EventLog("sid")
+    meta = codec.SessionMeta("sid", eng.gateway_id, "scripted", time.time())
+    mirror = asyncio.create_task(store.mirror(log, meta))
+    try:
+        log.publish(Ready("scripted", "en", 16_000))
+        for k in range(3):
+            log.publish(Partial(0, f"w{k}", "", 0, 100))
+        seen: list[StoredEvent | Ended] = []
+
+        async def follow() -> None:
+            async for item in store.follow(meta, after=2):
+                seen.append(item)
+
+        follower = asyncio.create_task(follow())
+        await until(lambda: len(seen) == 2)
+        log.publish(Final(0, "w0 w1 w2", 0, 100, (), "en"))
+        log.close()
+        await asyncio.wait_for(follower, 5)
+        assert [s.seq for s in seen if isinstance(s, StoredEvent)] == [3, 4, 5]
+        assert seen[-1] == Ended(EndReason.ENDED)
+        found = await store.meta("sid")
+        assert found is not None and found[0].ended and found[1] == 5
+        assert await store.transcript("sid") == "w0 w1 w2"
+        await asyncio.wait_for(mirror, 5)
+    finally:
+        mirror.cancel()
+        await eng.close()

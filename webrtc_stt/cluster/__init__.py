@@ -1,0 +1,11 @@
+"""Scale-out on Redis: gateways hand decode work to speech workers through Redis Streams.
+
+* :mod:`.config` names every stream and key and holds the TTLs and bounds;
+* :mod:`.codec` is the one wire format (msgpack, versioned) of everything that crosses Redis;
+* :mod:`.audio` decides which samples of a request Redis already holds (gateway side, pure);
+* :mod:`.engine` is :class:`RedisEngine`, the gateway's :class:`~webrtc_stt.asr.engine.Engine`;
+* :mod:`.worker` reads jobs from the consumer group and decodes them on a ``LocalEngine``;
+* :mod:`.registry` is the heartbeat + TTL registry and the pure admission rule;
+* :mod:`.sessions` mirrors sessions' event logs into Redis and reads them back (resume);
+* :mod:`.hub` is the gateway's session hub: cluster admission and the event mirror.
+"""

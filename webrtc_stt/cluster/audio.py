@@ -1,0 +1,94 @@
+"""Which samples of a decode request Redis already holds (gateway side, no I/O).
+
+A session's decode requests are windows of its audio that mostly grow at the end: each
+partial covers the utterance from its start to now, and the final covers it all again.
+Only the samples Redis does not hold yet are uploaded: :class:`SessionAudio` keeps the tail
+of what it uploaded (as int16, exactly what Redis holds) and the starts of recent windows,
+and places a new request where it matches that tail. A request that matches nothing (a
+new utterance, or one that starts inside the last) is appended whole. Indices here are the
+session's *upload* positions, which only grow, so a range once written never changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from webrtc_stt.cluster.codec import Pcm
+
+MAX_ANCHORS = 4
+"""Window starts remembered; older utterances are not decoded again."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a request's audio lies in the upload positions, and what to write first."""
+
+    start: int
+    end: int
+    upload_at: int
+    upload: Pcm
+    """Samples to write at ``upload_at`` (empty when Redis holds them all)."""
+
+
+class SessionAudio:
+    """The uploaded tail of one session's audio."""
+
+    def __init__(self, origin: int = 0, keep: int = 40 * 16_000) -> None:
+        self._base = origin
+        self._tail: Pcm = np.zeros(0, dtype=np.int16)
+        self._anchors: list[int] = []
+        self._keep = keep
+
+    @property
+    def end(self) -> int:
+        """Upload position one past the newest sample written."""
+        return self._base + len(self._tail)
+
+    @property
+    def floor(self) -> int:
+        """No later request can reference samples before this position."""
+        return min(self._anchors) if self._anchors else self.end
+
+    def place(self, pcm: Pcm) -> Placement:
+        """Place a request's samples, remembering them as uploaded."""
+        end = self.end
+        for anchor in reversed(self._anchors):
+            held = end - anchor
+            if held <= 0 or anchor < self._base:
+                continue
+            k = min(held, len(pcm))
+            offset = anchor - self._base
+            if np.array_equal(pcm[:k], self._tail[offset : offset + k]):
+                new = pcm[k:]
+                self._append(new)
+                self._anchors.remove(anchor)
+                self._anchors.append(anchor)
+                return Placement(anchor, anchor + len(pcm), end, new)
+        self._append(pcm)
+        self._anchors.append(end)
+        del self._anchors[:-MAX_ANCHORS]
+        return Placement(end, end + len(pcm), end, pcm)
+
+    def _append(self, pcm: Pcm) -> None:
+        if len(pcm):
+            self._tail = np.concatenate([self._tail, pcm])
+        # Memory stays bounded: only the newest ``keep`` samples can still be matched.
+        excess = len(self._tail) - self._keep
+        if excess > 0:
+            self._tail = self._tail[excess:]
+            self._base += excess
+            self._anchors = [a for a in self._anchors if a >= self._base]
+
+
+def blocks(start: int, end: int, block: int) -> list[tuple[int, int, int]]:
+    """Split [start, end) at block boundaries: ``(block index, offset in it, count)``."""
+    pieces = []
+    position = start
+    while position < end:
+        index, offset = divmod(position, block)
+        count = min(block - offset, end - position)
+        pieces.append((index, offset, count))
+        position += count
+    return pieces

@@ -1,0 +1,203 @@
+"""Sessions' state in Redis: metadata, committed transcript and the numbered event log.
+
+The gateway that runs a session mirrors its :class:`~webrtc_stt.eventlog.EventLog` into a
+stream whose entry ids are ``0-<seq>``, so ``seq`` is the stream's own order and a reader
+that has event ``n`` continues with ``XREAD ... 0-<n>``: every gateway can serve the
+events of every session, the missed ones and then the live ones, none twice. When the log
+closes, one more entry (``0-<last+1>``, field ``end``) says so and every key of the
+session gets the shorter ``ended_ttl_s``.
+
+Drop policy: the mirror follows the log through a bounded subscription. If Redis is slow
+or away long enough for it to fall behind, it resubscribes from the last event written,
+which the log's bounded history replays; only events older than that history are lost
+to resuming clients (the session's own transports still got them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from webrtc_stt import wire
+from webrtc_stt.cluster.codec import SessionMeta, WireError, decode_session, encode_session
+from webrtc_stt.cluster.config import RedisConfig
+from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, as_bytes, entries
+from webrtc_stt.eventlog import EventLog, SubscriberTooSlow
+from webrtc_stt.events import Envelope, Final
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as stored: its ``seq`` and its wire JSON."""
+
+    seq: int
+    data: str
+
+
+class EndReason(enum.Enum):
+    """Why a followed session has no more events."""
+
+    ENDED = "ended"
+    """The session ended and every event was read."""
+    GATEWAY_LOST = "gateway_lost"
+    """The gateway running the session is gone (its heartbeat expired)."""
+    EXPIRED = "expired"
+    """Redis no longer holds the session (its TTL passed, or Redis lost its data)."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The end of a followed session's events."""
+
+    reason: EndReason
+
+
+class SessionStore:
+    """Writes sessions' state (the gateway running them) and reads it (any gateway)."""
+
+    def __init__(self, client: aioredis.Redis, config: RedisConfig) -> None:
+        self._client = client
+        self._config = config
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def mirror(self, log_: EventLog, meta: SessionMeta) -> None:
+        """Copy a session's events into Redis until its log closes (retrying outages)."""
+        backoff = Backoff(self._config.reconnect_max_s)
+        written = 0
+        registered = False
+        while True:
+            try:
+                if not registered:
+                    await self._register(meta)
+                    registered = True
+                subscription = log_.subscribe(written)
+                try:
+                    async for envelope in subscription:
+                        await self._write(envelope)
+                        written = envelope.seq
+                finally:
+                    subscription.close()
+                await self._end(meta, written)
+                return
+            except SubscriberTooSlow:
+                log.info("session %s: event mirror fell behind; replaying", meta.session_id)
+            except REDIS_DOWN as exc:
+                log.debug("session %s: mirror waits for redis: %s", meta.session_id, exc)
+                registered = False  # a restarted Redis has lost the metadata too
+                await backoff.sleep()
+
+    async def _register(self, meta: SessionMeta) -> None:
+        key = self._config.session_key(meta.session_id)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(key, mapping={"meta": encode_session(meta)})
+        pipe.hsetnx(key, "last_seq", 0)
+        pipe.expire(key, self._config.session_ttl_s)
+        await pipe.execute()
+
+    async def _write(self, envelope: Envelope) -> None:
+        config = self._config
+        sid = envelope.session_id
+        pipe = self._client.pipeline(transaction=False)
+        pipe.xadd(config.events_key(sid), {"e": wire.encode(envelope)}, id=f"0-{envelope.seq}",
+                  maxlen=config.event_stream_maxlen, approximate=True)
+        pipe.hset(config.session_key(sid), "last_seq", envelope.seq)
+        if isinstance(envelope.event, Final) and envelope.event.text:
+            pipe.append(config.transcript_key(sid), envelope.event.text + " ")
+            pipe.expire(config.transcript_key(sid), config.session_ttl_s)
+        pipe.expire(config.events_key(sid), config.session_ttl_s)
+        pipe.expire(config.session_key(sid), config.session_ttl_s)
+        try:
+            await pipe.execute()
+        except redis.exceptions.ResponseError as exc:
+            # A retry of a write that had landed: the entry is there already.
+            if "equal or smaller" not in str(exc):
+                raise
+
+    async def _end(self, meta: SessionMeta, last_seq: int) -> None:
+        config = self._config
+        sid = meta.session_id
+        ended = SessionMeta(meta.session_id, meta.gateway_id, meta.model, meta.created, True)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.xadd(config.events_key(sid), {"end": b"1"}, id=f"0-{last_seq + 1}")
+        pipe.hset(config.session_key(sid), "meta", encode_session(ended))
+        for key in (config.events_key(sid), config.session_key(sid), config.transcript_key(sid)):
+            pipe.expire(key, config.ended_ttl_s)
+        with contextlib.suppress(redis.exceptions.ResponseError):
+            await pipe.execute()
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def meta(self, session_id: str) -> tuple[SessionMeta, int] | None:
+        """A session's metadata and last ``seq``, or None if Redis holds no such session."""
+        raw = await self._client.hmget(self._config.session_key(session_id), ["meta", "last_seq"])
+        blob, seq = as_bytes(raw[0]), as_bytes(raw[1])
+        if blob is None:
+            return None
+        try:
+            return decode_session(blob), int(seq or 0)
+        except (WireError, ValueError):
+            return None
+
+    async def transcript(self, session_id: str) -> str:
+        """The committed text of a session's finals."""
+        raw = as_bytes(await self._client.get(self._config.transcript_key(session_id)))
+        return raw.decode().strip() if raw else ""
+
+    async def follow(
+        self, meta: SessionMeta, after: int
+    ) -> AsyncGenerator[StoredEvent | Ended, None]:
+        """Events with ``seq > after``, then live ones, then why they stopped.
+
+        Raises the Redis connection error if Redis goes away: the caller's client
+        reconnects (with its last ``seq``) rather than being told the session ended.
+        """
+        config = self._config
+        key = config.events_key(meta.session_id)
+        last = f"0-{after}"
+        quiet_since = time.monotonic()
+        while True:
+            reply = await self._client.xread({key: last}, count=256, block=config.block_ms)
+            found = entries(reply)
+            for entry_id, fields in found:
+                last = entry_id.decode()
+                if b"end" in fields:
+                    yield Ended(EndReason.ENDED)
+                    return
+                yield StoredEvent(int(last.split("-", 1)[1]), fields[b"e"].decode())
+            if found:
+                quiet_since = time.monotonic()
+                continue
+            if time.monotonic() - quiet_since < config.heartbeat_ttl_s:
+                continue
+            # Quiet for a while: is anyone still producing these events?
+            quiet_since = time.monotonic()
+            current = await self.meta(meta.session_id)
+            if current is None:
+                yield Ended(EndReason.EXPIRED)
+                return
+            if not current[0].ended and not await self._client.exists(
+                config.gateway_key(meta.gateway_id)
+            ):
+                yield Ended(EndReason.GATEWAY_LOST)
+                return
+
+
+async def wait_briefly(tasks: set[asyncio.Task[None]], timeout: float) -> None:
+    """Let tasks finish for up to ``timeout`` seconds, then cancel what is left."""
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
