@@ -82,6 +82,7 @@ def remote_events(store: SessionStore) -> RemoteEvents:
 
 def health_fields(hub: ClusterHub) -> dict[str, Any]:
     """What ``/healthz`` adds on a gateway: the cluster's state and whether it admits."""
+    counters = hub.cluster.counters
     verdict = hub.cluster.admission(capacity=hub.config.capacity_rtf,
                                     session_cost=hub.session_cost())
     return {
@@ -92,6 +93,14 @@ def health_fields(hub: ClusterHub) -> dict[str, Any]:
         "reason": verdict.reason,
         "live_workers": verdict.live_workers,
         "free_workers": round(verdict.free, 3),
+        "redis": {
+            "decodes": counters.decoded,
+            "round_trips": counters.round_trips,
+            "submit_ms_mean": round(1000 * counters.submit_s / max(1, counters.round_trips), 3),
+            "bytes_sent": counters.bytes_sent,
+            "duplicates_dropped": counters.duplicates,
+            "resubmitted": counters.resubmitted,
+        },
         "workers": [
             {"id": w.worker_id, "model": w.model, "device": w.device, "busy": round(w.busy, 3),
              "inflight": w.inflight, "decoded": w.decoded, "claimed": w.claimed}

@@ -91,7 +91,11 @@ class _Counters:
     partial_compute_s: float = 0.0
     partials_decoded: int = 0
     round_trips: int = 0
+    """Submit pipelines sent (one per decode, plus resubmissions)."""
+    submit_s: float = 0.0
+    """Wall time spent in those pipelines."""
     bytes_sent: int = 0
+    """Audio and job bytes written to Redis."""
 
 
 class RedisEngine:
@@ -308,8 +312,10 @@ class RedisEngine:
         # The kind is also a plain field so that operators (and tests) can read the stream.
         pipe.xadd(config.jobs_key(), {"k": request.kind.value, "j": message},
                   maxlen=config.job_stream_maxlen, approximate=True)
+        began = time.monotonic()
         await pipe.execute()
         job.submitted_at = time.monotonic()
+        self.counters.submit_s += job.submitted_at - began
         self.counters.round_trips += 1
         self.counters.bytes_sent += sent + len(message)
 

@@ -72,20 +72,22 @@ class SessionStore:
     # -- writing -----------------------------------------------------------------------
 
     async def mirror(self, log_: EventLog, meta: SessionMeta) -> None:
-        """Copy a session's events into Redis until its log closes (retrying outages)."""
+        """Copy a session's events into Redis until its log closes.
+
+        Outages are retried with backoff; once the session has ended, a mirror that
+        cannot reach Redis for ``ended_ttl_s`` gives up (its state would be expiring).
+        """
         backoff = Backoff(self._config.reconnect_max_s)
         written = 0
-        registered = False
+        failing_since: float | None = None
         while True:
             try:
-                if not registered:
-                    await self._register(meta)
-                    registered = True
                 subscription = log_.subscribe(written)
                 try:
                     async for envelope in subscription:
-                        await self._write(envelope)
+                        await self._write(meta, envelope)
                         written = envelope.seq
+                        failing_since = None
                 finally:
                     subscription.close()
                 await self._end(meta, written)
@@ -94,24 +96,24 @@ class SessionStore:
                 log.info("session %s: event mirror fell behind; replaying", meta.session_id)
             except REDIS_DOWN as exc:
                 log.debug("session %s: mirror waits for redis: %s", meta.session_id, exc)
-                registered = False  # a restarted Redis has lost the metadata too
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if log_.closed and now - failing_since > self._config.ended_ttl_s:
+                    log.warning("session %s: redis unreachable; its events after seq %d "
+                                "are not resumable", meta.session_id, written)
+                    return
                 await backoff.sleep()
 
-    async def _register(self, meta: SessionMeta) -> None:
-        key = self._config.session_key(meta.session_id)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hset(key, mapping={"meta": encode_session(meta)})
-        pipe.hsetnx(key, "last_seq", 0)
-        pipe.expire(key, self._config.session_ttl_s)
-        await pipe.execute()
-
-    async def _write(self, envelope: Envelope) -> None:
+    async def _write(self, meta: SessionMeta, envelope: Envelope) -> None:
         config = self._config
         sid = envelope.session_id
         pipe = self._client.pipeline(transaction=False)
         pipe.xadd(config.events_key(sid), {"e": wire.encode(envelope)}, id=f"0-{envelope.seq}",
                   maxlen=config.event_stream_maxlen, approximate=True)
-        pipe.hset(config.session_key(sid), "last_seq", envelope.seq)
+        # The metadata goes with every event (a few dozen bytes), so a Redis that restarted
+        # empty between two events knows the session again with the next one.
+        pipe.hset(config.session_key(sid),
+                  mapping={"meta": encode_session(meta), "last_seq": envelope.seq})
         if isinstance(envelope.event, Final) and envelope.event.text:
             pipe.append(config.transcript_key(sid), envelope.event.text + " ")
             pipe.expire(config.transcript_key(sid), config.session_ttl_s)

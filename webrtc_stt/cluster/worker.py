@@ -56,6 +56,8 @@ from webrtc_stt.config import EngineConfig
 
 log = logging.getLogger(__name__)
 
+CONSUMER_SWEEP_S = 30.0
+"""How often (and after how long idle) dead workers' consumers are removed from the group."""
 RESULT_STREAM_TTL_S = 600
 """A result stream whose gateway stopped reading expires this long after the last write."""
 
@@ -195,9 +197,13 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         config = self.config
+        last_sweep = time.monotonic()
         while True:
             await asyncio.sleep(config.claim_interval_s)
             try:
+                if time.monotonic() - last_sweep > CONSUMER_SWEEP_S:
+                    last_sweep = time.monotonic()
+                    await self._sweep_consumers()
                 if self._inflight:
                     await self.client.xclaim(config.jobs_key(), config.group, self.worker_id,
                                              min_idle_time=0, message_ids=list(self._inflight),
@@ -216,6 +222,18 @@ class Worker:
                     await self._handle(claimed)
             except (redis.exceptions.ResponseError, *REDIS_DOWN) as exc:  # type: ignore[misc]
                 log.debug("claim: %s", exc)
+
+    async def _sweep_consumers(self) -> None:
+        """Remove consumers of dead workers once nothing is pending on them (their jobs
+        were claimed), so the group does not grow with every restart."""
+        config = self.config
+        live = {w.worker_id for w in await registry.live_workers(self.client, config)}
+        for consumer in await self.client.xinfo_consumers(config.jobs_key(), config.group):
+            name = consumer.get("name")
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if (name not in live and name != self.worker_id and consumer.get("pending") == 0
+                    and int(consumer.get("idle", 0)) > 1000 * CONSUMER_SWEEP_S):
+                await self.client.xgroup_delconsumer(config.jobs_key(), config.group, name)
 
     async def _beat_loop(self) -> None:
         while True:
