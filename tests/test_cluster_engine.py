@@ -55,8 +55,8 @@ async def engine(config: RedisConfig) -> AsyncIterator[RedisEngine]:
 
 
 class RunningWorker:
-    def __init__(self, config: RedisConfig) -> None:
-        self.decoder = ScriptedDecoder()
+    def __init__(self, config: RedisConfig, delay: float = 0.0) -> None:
+        self.decoder = ScriptedDecoder(delay)
         self.worker = Worker(config, self.decoder, max_batch=4)
         self.task = asyncio.create_task(self.worker.run())
 
@@ -191,6 +191,25 @@ async def test_final_held_by_a_dead_consumer_is_claimed(
         assert pending["pending"] == 0
     finally:
         await running.stop()
+
+
+async def test_a_live_slow_worker_keeps_its_final(
+    engine: RedisEngine, config: RedisConfig
+) -> None:
+    slow = RunningWorker(config, delay=4 * config.claim_idle_s)
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
+    decode = asyncio.create_task(engine.decode(request(DecodeKind.FINAL, speech(2.0))))
+    await until(lambda: bool(slow.decoder.calls) or bool(slow.worker._inflight))
+    other = RunningWorker(config)
+    try:
+        result = await asyncio.wait_for(decode, 10)
+        assert result.text == "w0 w1 w2 w3 w4"
+        # It renewed its entry while decoding: nobody claimed it, nothing ran twice.
+        assert other.worker.claimed == 0 and other.decoder.calls == []
+        assert engine.counters.duplicates == 0
+    finally:
+        await other.stop()
+        await slow.stop()
 
 
 async def test_superseded_partial_is_skipped_unseen(

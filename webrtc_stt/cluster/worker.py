@@ -9,7 +9,7 @@ The loop is Redis Streams' own consumer-group pattern:
 * Partials are latest-wins: a partial whose session has asked for a newer one (the
   session's latest-partial key names another job) is answered ``superseded`` unseen.
 * Finals are at-least-once: an entry stays pending until acknowledged. A live worker
-  renews its pending entries (``XCLAIM ... JUSTID`` resets their idle time); one that
+  renews the pending entries it owns (``XCLAIM ... JUSTID`` resets their idle time); one that
   died stops renewing, and after ``claim_idle_s`` any worker takes them over with
   ``XAUTOCLAIM``. A final already answered (its idempotency key exists) is acknowledged
   without decoding again, and the gateway drops any duplicate that slips through.
@@ -205,9 +205,7 @@ class Worker:
                     last_sweep = time.monotonic()
                     await self._sweep_consumers()
                 if self._inflight:
-                    await self.client.xclaim(config.jobs_key(), config.group, self.worker_id,
-                                             min_idle_time=0, message_ids=list(self._inflight),
-                                             justid=True)
+                    await self._renew()
                 free = self.max_inflight - len(self._inflight)
                 if free <= 0:
                     continue
@@ -222,6 +220,20 @@ class Worker:
                     await self._handle(claimed)
             except (redis.exceptions.ResponseError, *REDIS_DOWN) as exc:  # type: ignore[misc]
                 log.debug("claim: %s", exc)
+
+    async def _renew(self) -> None:
+        """Reset the idle time of the jobs this worker still owns, so nobody claims them.
+        A job another worker claimed meanwhile (this one stalled) is left to it: taking it
+        back would only make the two trade it."""
+        config = self.config
+        owned = await self.client.xpending_range(
+            config.jobs_key(), config.group, "-", "+", len(self._inflight) + 64,
+            consumername=self.worker_id,
+        )
+        ids: list[Any] = [e["message_id"] for e in owned if e["message_id"] in self._inflight]
+        if ids:
+            await self.client.xclaim(config.jobs_key(), config.group, self.worker_id,
+                                     min_idle_time=0, message_ids=ids, justid=True)
 
     async def _sweep_consumers(self) -> None:
         """Remove consumers of dead workers once nothing is pending on them (their jobs
