@@ -25,7 +25,7 @@ from client.transcribe import Received, ServerError
 from client.ws_client import WsTranscript, transcribe_ws
 from tests.cluster_procs import Gateway, WorkerProc
 from tests.data import clip
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer, require_redis_server
 from webrtc_stt.cluster.redisio import entries
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
@@ -73,8 +73,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed")
+    require_redis_server()
     running = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         yield running

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from tests.fakes import ScriptedDecoder
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer, require_redis_server
 from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult, Superseded
 from webrtc_stt.cluster import codec
-from webrtc_stt.cluster.audio import SessionAudio, blocks
+from webrtc_stt.cluster.audio import SessionAudio, WindowCache, blocks
 from webrtc_stt.cluster.codec import Job, Result, WireError, WorkerBeat
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.engine import DecodeTimeout, RedisEngine
@@ -34,8 +34,7 @@ FAST = RedisConfig(heartbeat_interval_s=0.1, heartbeat_ttl_s=0.5, claim_idle_s=0
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed")
+    require_redis_server()
     server = RedisServer(tmp_path)
     yield server
     server.stop()
@@ -125,6 +124,19 @@ def test_growing_windows_upload_each_sample_once() -> None:
     assert (second.start, len(second.upload)) == (48_000, 10_000)
     assert audio.place(stream[50_000:70_000]).upload_at == 58_000
     assert blocks(5, 25, 10) == [(0, 5, 5), (1, 0, 10), (2, 0, 5)]
+
+
+def test_window_cache_serves_the_head_of_a_growing_window() -> None:
+    cache = WindowCache(max_bytes=1_000)
+    assert cache.split("s", 0, 100) == (b"", 0)
+    data = bytes(range(200))  # samples [10, 110)
+    cache.keep("s", 10, data)
+    head, rest = cache.split("s", 10, 150)
+    assert (head, rest) == (data, 110)
+    assert cache.split("s", 20, 30) == (data[20:40], 30)
+    assert cache.split("s", 5, 30) == (b"", 5)  # starts before the cached window
+    cache.keep("t", 0, bytes(900))  # over the bound: the least recent session goes
+    assert cache.split("s", 10, 20) == (b"", 10)
 
 
 def test_admission_is_a_function_of_announced_load() -> None:

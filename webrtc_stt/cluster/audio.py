@@ -11,6 +11,7 @@ session's *upload* positions, which only grow, so a range once written never cha
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,3 +93,44 @@ def blocks(start: int, end: int, block: int) -> list[tuple[int, int, int]]:
         pieces.append((index, offset, count))
         position += count
     return pieces
+
+
+class WindowCache:
+    """A worker's copy of the last window it fetched per session (int16 bytes).
+
+    A sample position is written once and never changes (see the module docstring), so a
+    cached range stays valid: the next window of the same session, which mostly extends
+    it, needs only its new samples from Redis. Bounded by ``max_bytes``; the least
+    recently used sessions go first.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max = max_bytes
+        self._size = 0
+        self._windows: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+
+    def split(self, session_key: str, start: int, end: int) -> tuple[bytes, int]:
+        """The cached head of [start, end) and the position from which to fetch the rest
+        (``end`` when the cache holds it all)."""
+        cached = self._windows.get(session_key)
+        if cached is None:
+            return b"", start
+        first, data = cached
+        last = first + len(data) // 2
+        if not first <= start < last:
+            return b"", start
+        upto = min(end, last)
+        return data[(start - first) * 2 : (upto - first) * 2], upto
+
+    def keep(self, session_key: str, start: int, data: bytes) -> None:
+        """Remember a complete window."""
+        old = self._windows.pop(session_key, None)
+        if old is not None:
+            self._size -= len(old[1])
+        if len(data) > self._max:
+            return
+        self._windows[session_key] = (start, data)
+        self._size += len(data)
+        while self._size > self._max:
+            _key, (_start, dropped) = self._windows.popitem(last=False)
+            self._size -= len(dropped)

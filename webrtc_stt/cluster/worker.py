@@ -5,7 +5,8 @@ The loop is Redis Streams' own consumer-group pattern:
 * ``XREADGROUP`` up to the free in-flight slots, fetch every job's audio (and whether it
   is still wanted) in one pipeline, hand the jobs to a :class:`LocalEngine`, which batches
   them across sessions and gateways, then ``XADD`` the result to the job's gateway and
-  ``XACK`` in one pipeline.
+  ``XACK`` in one pipeline. Only the audio that the last window of the same session this
+  worker saw does not cover is fetched (:class:`~webrtc_stt.cluster.audio.WindowCache`).
 * Partials are latest-wins: a partial whose session has asked for a newer one (the
   session's latest-partial key names another job) is answered ``superseded`` unseen.
 * Finals are at-least-once: an entry stays pending until acknowledged. A live worker
@@ -40,7 +41,7 @@ from webrtc_stt.asr.requests import (
     Superseded,
 )
 from webrtc_stt.cluster import registry
-from webrtc_stt.cluster.audio import blocks
+from webrtc_stt.cluster.audio import WindowCache, blocks
 from webrtc_stt.cluster.codec import (
     Job,
     Result,
@@ -131,6 +132,7 @@ class Worker:
         self._timed = TimedDecoder(decoder)
         self.engine = LocalEngine(self._timed, max_batch=max_batch)
         self._inflight: dict[bytes, asyncio.Task[None]] = {}
+        self._windows = WindowCache()
         self._slot = asyncio.Event()
         self.claimed = 0
         self.decoded = 0
@@ -281,21 +283,24 @@ class Worker:
         if not jobs:
             return
         pipe = self.client.pipeline(transaction=False)
-        pieces: list[int] = []
+        pieces: list[tuple[bytes, int]] = []
         for _entry_id, job in jobs:
             if job.kind is DecodeKind.PARTIAL:
                 pipe.get(config.latest_partial_key(job.session_key))
             else:
                 pipe.exists(config.done_key(job.job_id))
-            parts = blocks(job.start, job.end, config.audio_block_samples)
+            head, fetch_from = self._windows.split(job.session_key, job.start, job.end)
+            parts = blocks(fetch_from, job.end, config.audio_block_samples)
             for index, offset, count in parts:
                 pipe.getrange(config.audio_key(job.session_key, index), offset * 2,
                               (offset + count) * 2 - 1)
-            pieces.append(len(parts))
+            pieces.append((head, len(parts)))
         replies = iter(await pipe.execute())
-        for (entry_id, job), count in zip(jobs, pieces, strict=True):
+        for (entry_id, job), (head, count) in zip(jobs, pieces, strict=True):
             wanted = next(replies)
-            data = b"".join(as_bytes(next(replies)) or b"" for _ in range(count))
+            data = head + b"".join(as_bytes(next(replies)) or b"" for _ in range(count))
+            if len(data) == 2 * (job.end - job.start):
+                self._windows.keep(job.session_key, job.start, data)
             if job.kind is DecodeKind.PARTIAL and wanted != job.job_id.encode():
                 self.skipped += 1
                 self._spawn(entry_id, self._answer(
