@@ -94,15 +94,20 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = sub.add_parser("worker", help="run a speech worker of a cluster: load the model, "
                        "decode the gateways' jobs")
     _redis_flag(p)
-    p.add_argument("--model", default=_env("model", "tiny.en"))
+    p.add_argument("--model", default=_env("model", "tiny.en"),
+                   help="model to serve; gateways admit sessions only for their own --model")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default=_env("device", "cpu"))
-    p.add_argument("--compute-type", default=_env("compute_type", "default"))
-    p.add_argument("--cpu-threads", type=int, default=int(_env("cpu_threads", "0") or 0))
-    p.add_argument("--max-batch", type=int, default=int(_env("max_batch", "8") or 8))
+    p.add_argument("--compute-type", default=_env("compute_type", "default"),
+                   help="CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)")
+    p.add_argument("--cpu-threads", type=int, default=int(_env("cpu_threads", "0") or 0),
+                   help="engine threads on CPU (0: one per core)")
+    p.add_argument("--max-batch", type=int, default=int(_env("max_batch", "8") or 8),
+                   help="most jobs decoded in one batch (across sessions and gateways)")
     p.add_argument("--allow-download", action="store_true",
-                   default=(_env("allow_download", "") or "").lower() in ("1", "true", "yes"))
+                   default=(_env("allow_download", "") or "").lower() in ("1", "true", "yes"),
+                   help="allow fetching a model that is not cached locally")
     p.add_argument("--worker-id", default=_env("worker_id"),
-                   help="name in the registry (default: derived from host process)")
+                   help="name in the registry (default: wk-<pid>-<random>)")
     p.add_argument("--log-level", default=_env("log_level", "info"))
     p.set_defaults(run=_run_worker)
 
