@@ -269,6 +269,36 @@ async def test_decode_survives_a_redis_restart(
     await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
 
 
+async def test_redis_down_refuses_sessions_and_ends_finals_with_the_cause(
+    engine: RedisEngine, worker: RunningWorker, redis_server: RedisServer, config: RedisConfig
+) -> None:
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
+    redis_server.stop()
+    await until(lambda: not engine.admission(capacity=0.8, session_cost=None).admit)
+    verdict = engine.admission(capacity=0.8, session_cost=None)
+    assert verdict.reason.startswith("redis unavailable")
+    short = RedisEngine(replace(config, final_timeout_s=0.5), model="scripted")
+    try:
+        with pytest.raises(DecodeTimeout, match="redis unavailable"):
+            await short.decode(request(DecodeKind.FINAL, speech(1.0)))
+    finally:
+        await short.close()
+    redis_server.start()
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit, timeout=10)
+
+
+async def test_a_stopping_worker_finishes_the_job_in_hand(
+    engine: RedisEngine, config: RedisConfig
+) -> None:
+    slow = RunningWorker(config, delay=0.5)
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
+    decode = asyncio.create_task(engine.decode(request(DecodeKind.FINAL, speech(2.0))))
+    await until(lambda: bool(slow.worker._inflight))
+    await slow.stop()  # leaves the registry at once, answers the final before it exits
+    assert (await asyncio.wait_for(decode, 5)).text == "w0 w1 w2 w3 w4"
+    assert await engine.client.zscore(config.workers_key(), slow.worker.worker_id) is None
+
+
 async def test_event_log_mirror_resumes_from_any_seq(config: RedisConfig) -> None:
     eng = RedisEngine(config, model="scripted")
     await eng.start()

@@ -57,6 +57,8 @@ from webrtc_stt.config import EngineConfig
 
 log = logging.getLogger(__name__)
 
+DRAIN_S = 10.0
+"""A stopping worker finishes the jobs in hand for up to this long."""
 CONSUMER_SWEEP_S = 30.0
 """How often (and after how long idle) dead workers' consumers are removed from the group."""
 RESULT_STREAM_TTL_S = 600
@@ -133,26 +135,34 @@ class Worker:
         self.engine = LocalEngine(self._timed, max_batch=max_batch)
         self._inflight: dict[bytes, asyncio.Task[None]] = {}
         self._windows = WindowCache()
+        self._draining = False
         self._slot = asyncio.Event()
         self.claimed = 0
         self.decoded = 0
         self.skipped = 0
 
-    async def run(self) -> None:
-        """Serve until cancelled; then withdraw from the registry and stop the engine."""
+    async def run(self, drain_s: float = DRAIN_S) -> None:
+        """Serve until cancelled. Then stop taking work and leave the registry, finish the
+        jobs in hand for up to ``drain_s`` (still renewing them), and stop the engine; jobs
+        not finished stay pending and another worker claims them."""
+        reading = asyncio.create_task(self._read_loop(), name="worker-read")
         loops = [
-            asyncio.create_task(self._read_loop(), name="worker-read"),
             asyncio.create_task(self._claim_loop(), name="worker-claim"),
             asyncio.create_task(self._beat_loop(), name="worker-beat"),
         ]
         try:
-            await asyncio.gather(*loops)
+            await asyncio.gather(reading, *loops)
         finally:
+            self._draining = True
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+            with contextlib.suppress(*REDIS_DOWN):
+                await registry.withdraw(self.client, self.config, self.worker_id)
+            if self._inflight and drain_s > 0:
+                await asyncio.wait(list(self._inflight.values()), timeout=drain_s)
             for task in [*loops, *self._inflight.values()]:
                 task.cancel()
             await asyncio.gather(*loops, *self._inflight.values(), return_exceptions=True)
-            with contextlib.suppress(*REDIS_DOWN):
-                await registry.withdraw(self.client, self.config, self.worker_id)
             await self.client.aclose()
             await asyncio.to_thread(self.engine.close)
 
@@ -209,7 +219,7 @@ class Worker:
                 if self._inflight:
                     await self._renew()
                 free = self.max_inflight - len(self._inflight)
-                if free <= 0:
+                if free <= 0 or self._draining:
                     continue
                 reply = await self.client.xautoclaim(
                     config.jobs_key(), config.group, self.worker_id,
@@ -250,7 +260,7 @@ class Worker:
                 await self.client.xgroup_delconsumer(config.jobs_key(), config.group, name)
 
     async def _beat_loop(self) -> None:
-        while True:
+        while not self._draining:
             load = self.engine.load()
             beat = WorkerBeat(
                 worker_id=self.worker_id, model=self.engine.model_name,
