@@ -299,6 +299,27 @@ async def test_a_stopping_worker_finishes_the_job_in_hand(
     assert await engine.client.zscore(config.workers_key(), slow.worker.worker_id) is None
 
 
+async def test_any_start_order(redis_server: RedisServer, config: RedisConfig) -> None:
+    redis_server.stop()  # the gateway comes first, then Redis, then a worker
+    eng = RedisEngine(config, model="scripted")
+    await eng.start()
+    try:
+        assert eng.admission(capacity=0.8, session_cost=None).reason.startswith(
+            "redis unavailable")
+        redis_server.start()
+        await until(lambda: "no live worker" in eng.admission(
+            capacity=0.8, session_cost=None).reason)
+        running = RunningWorker(config)
+        try:
+            await until(lambda: eng.admission(capacity=0.8, session_cost=None).admit)
+            result = await eng.decode(request(DecodeKind.FINAL, speech(1.2)))
+            assert result.text == "w0 w1 w2"
+        finally:
+            await running.stop()
+    finally:
+        await eng.close()
+
+
 async def test_event_log_mirror_resumes_from_any_seq(config: RedisConfig) -> None:
     eng = RedisEngine(config, model="scripted")
     await eng.start()
