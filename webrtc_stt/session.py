@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from webrtc_stt.asr.transcriber import Job, JobKind, StreamingTranscriber, TextF
 from webrtc_stt.config import SessionConfig, ms_to_samples
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.events import Error, Event, Ready
+from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 from webrtc_stt.vad import (
     Endpointer,
     SilenceStarted,
@@ -52,8 +54,10 @@ class Session:
         language: str | None = "en",
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.id = session_id
+        self._telemetry = telemetry
         self.config = config or SessionConfig()
         self.language = language
         self._engine = engine
@@ -89,15 +93,23 @@ class Session:
         """Samples received so far."""
         return self._transcriber.position
 
+    @property
+    def utterance_open(self) -> bool:
+        """Whether speech is in progress or its final is still owed (ops: graceful drain
+        waits for this to turn false before it ends the session)."""
+        return self._transcriber.busy
+
     def push_audio(self, samples: np.ndarray) -> None:
         """Feed 16 kHz mono float32 audio in stream order."""
         if self._input_done or len(samples) == 0:
             return
         self._transcriber.append(samples)
         chunk_end = self._vad.processed
+        vad_started = time.perf_counter()  # ops: VAD time metric
         for probability in self._vad.push(samples):
             chunk_end += CHUNK
             self._on_vad(self._endpointer.feed(probability, chunk_end))
+        self._telemetry.vad(time.perf_counter() - vad_started, len(samples))
         self._idle.clear()
         self._wake.set()
 
