@@ -81,6 +81,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     from signaling.logs import configure
     from signaling.server import serve
     from webrtc_stt.asr.models import ModelLoadError
+    from webrtc_stt.integrity import IntegrityError
+    from webrtc_stt.vad import VadModelError
 
     resolved = _settings(args)
     if isinstance(resolved, int):
@@ -89,7 +91,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     configure(config.log_level, config.log_format)
     try:
         asyncio.run(serve(config))
-    except ModelLoadError as exc:
+    except (ModelLoadError, IntegrityError, VadModelError) as exc:
         print(f"webrtc-stt: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -30,7 +30,7 @@ from tests.conftest import TEST_CONFIG
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.events import Error, Final, Partial, Ready, SpeechEnd, SpeechStart
+from webrtc_stt.events import Error, Event, Final, Partial, Ready, SpeechEnd, SpeechStart
 from webrtc_stt.hub import SessionHub
 from webrtc_stt.wire import event_type
 
@@ -101,7 +101,7 @@ def schemas() -> dict[str, dict[str, Any]]:
 
 
 def test_one_schema_per_event_type() -> None:
-    samples = [Ready("m", "en", 16000), SpeechStart(1, 0), Partial(1, "a", "", 0, 1),
+    samples: list[Event] = [Ready("m", "en", 16000), SpeechStart(1, 0), Partial(1, "a", "", 0, 1),
                Final(1, "a", 0, 1, (), "en"), SpeechEnd(1, 1), Error("x", "y")]
     assert set(schemas()) == {event_type(event) for event in samples}
 
