@@ -50,12 +50,17 @@ class DrainReport:
     """The whole drain hit its timeout (some transports were not closed cleanly)."""
 
 
-async def drain(hub: SessionHub, timeout: float = 30.0) -> DrainReport:
-    """Refuse new sessions, let open utterances finish, then end every session."""
+async def drain(
+    hub: SessionHub, timeout: float = 30.0, *, end_reserve_s: float = END_RESERVE_S
+) -> DrainReport:
+    """Refuse new sessions, let open utterances finish, then end every session.
+
+    Utterances may run until ``end_reserve_s`` (at most half the timeout) before the end.
+    """
     hub.draining = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    utterance_deadline = deadline - min(END_RESERVE_S, timeout / 2)
+    utterance_deadline = deadline - min(end_reserve_s, timeout / 2)
     sessions = hub.sessions()
     log.info("draining %d session(s) within %.0f s", len(sessions), timeout,
              extra={"event": "drain_started"})

@@ -17,6 +17,7 @@ session id. Three sources feed it:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from webrtc_stt.config import EngineConfig
 from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.hub import SessionHub
 from webrtc_stt.session import Session
+
+log = logging.getLogger(__name__)
 
 PREFIX = "webrtc_stt"
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -158,6 +161,13 @@ class Metrics:
     # -- event log watcher -------------------------------------------------------------
 
     def _on_event(self, watch: _Watch, envelope: Envelope) -> None:
+        # Called inside EventLog.publish: a bug here must cost a sample, never the event.
+        try:
+            self._observe(watch, envelope)
+        except Exception:
+            log.exception("metrics: cannot observe %s", type(envelope.event).__name__)
+
+    def _observe(self, watch: _Watch, envelope: Envelope) -> None:
         event = envelope.event
         now = self._clock()
         match event:

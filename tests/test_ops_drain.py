@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,8 +22,14 @@ import pytest
 
 from client.transcribe import Received
 from client.ws_client import transcribe_ws
+from signaling.drain import DrainReport, drain
+from signaling.metrics import Metrics
+from signaling.server import RunningServer, start_server
+from tests.conftest import TEST_CONFIG
 from tests.data import clip
+from tests.fakes import ScriptedDecoder
 from tests.test_cli import clean_env
+from webrtc_stt.asr.engine import LocalEngine
 
 DRAIN_TIMEOUT_S = 20.0
 START_TIMEOUT_S = 120.0
@@ -117,3 +124,61 @@ async def test_sigterm_mid_utterance_drains() -> None:
 async def _ready_status(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
     async with http.get(f"{url}/readyz") as reply:
         return reply.status, (await reply.json())["status"]
+
+
+# -- in process, over the scripted decoder --------------------------------------------------
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[RunningServer]:
+    metrics = Metrics()
+    engine = LocalEngine(ScriptedDecoder(), telemetry=metrics)
+    server = await start_server(TEST_CONFIG, engine, metrics)
+    try:
+        yield server
+    finally:
+        await server.stop()
+        engine.close()
+
+
+async def test_speech_past_the_utterance_share_is_cut_and_still_finalized(
+    scripted: RunningServer,
+) -> None:
+    speaking = asyncio.Event()
+    open_segment: list[int] = []
+
+    def on_event(received: Received) -> None:
+        data = received.data
+        if data.get("type") == "partial" and data["text"] and not speaking.is_set():
+            open_segment.append(data["segment_id"])
+            speaking.set()
+
+    stream = asyncio.create_task(
+        transcribe_ws(clip("LJ001-0021").audio, scripted.url, on_event=on_event)
+    )
+    await asyncio.wait_for(speaking.wait(), 20)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{scripted.url}/metrics") as reply:
+            exposition = await reply.text()
+    assert 'webrtc_stt_sessions{state="speaking",transport="ws"} 1.0' in exposition
+    # Almost no time for the utterance: the session is cut mid-speech.
+    report = await drain(scripted.hub, timeout=10, end_reserve_s=9.9)
+    transcript = await stream
+    assert report == DrainReport(sessions=1, cut=1, timed_out=False)
+    events = [e.data for e in transcript.events if "seq" in e.data]
+    kinds = [e["type"] for e in events]
+    error_at = kinds.index("error")
+    assert events[error_at]["code"] == "server_draining"
+    # Ending the session finalized the speech so far: its final follows the error.
+    finals_after = [e for e in events[error_at:] if e["type"] == "final"]
+    assert [f["segment_id"] for f in finals_after] == open_segment, events[error_at:]
+    assert transcript.close_code == 1000
+    assert len(scripted.hub) == 0
+
+
+async def test_drain_without_sessions_returns_at_once(scripted: RunningServer) -> None:
+    started = time.monotonic()
+    report = await drain(scripted.hub, timeout=10)
+    assert report == DrainReport(sessions=0, cut=0, timed_out=False)
+    assert time.monotonic() - started < 0.5
+    assert scripted.hub.draining
