@@ -82,6 +82,7 @@ CLOSE_CODES: dict[str, int] = {
     "idle_timeout": 1008,
     "bad_language": 1008,
     "server_full": 1013,
+    "server_draining": 1013,
 }
 """WebSocket close code for each error code (1011 for anything else)."""
 
