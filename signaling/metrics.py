@@ -56,6 +56,9 @@ class _Watch:
     transport: str
     onsets: dict[int, float] = field(default_factory=dict)
     ends: dict[int, float] = field(default_factory=dict)
+    cut_at: int | None = None
+    """Where the last final cut out of long speech ended: the next segment starts there
+    and is a continuation, not new speech (no first-text latency of its own)."""
 
 
 class Metrics:
@@ -172,21 +175,24 @@ class Metrics:
         now = self._clock()
         match event:
             case SpeechStart(segment_id=segment, start=start):
-                _bounded_put(watch.onsets, segment, self._wall(watch, now, start))
+                if start != watch.cut_at:
+                    _bounded_put(watch.onsets, segment, self._wall(watch, now, start))
+                watch.cut_at = None
             case Partial(segment_id=segment, text=text) if text:
                 onset = watch.onsets.pop(segment, None)
                 if onset is not None:
                     self.first_text_latency.observe(max(now - onset, 0.0))
             case SpeechEnd(segment_id=segment, end=end):
                 _bounded_put(watch.ends, segment, self._wall(watch, now, end))
-            case Final(segment_id=segment, text=text):
+            case Final(segment_id=segment, text=text, end=end):
                 onset = watch.onsets.pop(segment, None)
                 if onset is not None and text:
                     self.first_text_latency.observe(max(now - onset, 0.0))
-                # A final cut out of long speech has no speech end: it is not a latency.
                 ended = watch.ends.pop(segment, None)
                 if ended is not None:
                     self.final_latency.observe(max(now - ended, 0.0))
+                else:  # cut out of long speech: no speech end, so no latency either
+                    watch.cut_at = end
             case Error(code=code):
                 self._count_error(code)
             case _:

@@ -283,9 +283,11 @@ def _from_toml(option: Option, raw: object, where: str) -> Value:
 
 
 def _choice(option: Option, text: str, where: str) -> str:
-    if option.choices and text not in option.choices:
+    if not option.choices:
+        return text
+    if text.lower() not in option.choices:  # INFO and info alike
         raise SettingsError(f"{where} must be one of {', '.join(option.choices)}, not {text!r}")
-    return text
+    return text.lower()
 
 
 def _range(text: str, where: str) -> tuple[int, int]:

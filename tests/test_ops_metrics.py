@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -24,6 +25,8 @@ from tests.conftest import TEST_CONFIG
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.events import Error, Final, Partial, SpeechEnd, SpeechStart
+from webrtc_stt.session import Session
 
 
 @pytest.fixture
@@ -124,3 +127,35 @@ def test_separate_registries() -> None:
                  "webrtc_stt_refusals_total", reason="capacity") == 1
     assert value(samples(second.exposition().decode()), "webrtc_stt_refusals",
                  "webrtc_stt_refusals_total", reason="capacity") == 0
+
+
+async def test_latencies_from_the_event_stream() -> None:
+    """Final latency runs from the speech end; a cut's continuation is no new speech."""
+    metrics = Metrics(clock=lambda: 100.0)
+    engine = LocalEngine(ScriptedDecoder())
+    try:
+        session = Session("s", engine, telemetry=metrics)
+        metrics.session_opened(session, "ws")
+        session.push_audio(np.zeros(16_000 * 30, dtype=np.float32))  # position: 30 s
+        publish = session.events.publish
+        publish(SpeechStart(1, 16_000 * 28))  # heard 2 s ago
+        publish(Partial(1, "w0", "", 16_000 * 28, 16_000 * 29))
+        publish(Final(1, "w0 w1", 16_000 * 28, 16_000 * 29, (), "en"))  # a cut: no SpeechEnd
+        publish(SpeechStart(2, 16_000 * 29))  # its continuation
+        publish(Partial(2, "w2", "", 16_000 * 29, 16_000 * 30))
+        publish(SpeechEnd(2, int(16_000 * 29.5)))  # speech ended 0.5 s ago
+        publish(Final(2, "w2", 16_000 * 29, int(16_000 * 29.5), (), "en"))
+        publish(Error("decode_failed", "boom"))
+        m = samples(metrics.exposition().decode())
+        p = "webrtc_stt_"
+        assert value(m, p + "first_text_latency_seconds",
+                     p + "first_text_latency_seconds_count") == 1
+        assert value(m, p + "first_text_latency_seconds",
+                     p + "first_text_latency_seconds_sum") == pytest.approx(2.0)
+        assert value(m, p + "final_latency_seconds", p + "final_latency_seconds_count") == 1
+        assert value(m, p + "final_latency_seconds",
+                     p + "final_latency_seconds_sum") == pytest.approx(0.5)
+        assert value(m, p + "errors", p + "errors_total", code="decode_failed") == 1
+        await session.close()
+    finally:
+        engine.close()
