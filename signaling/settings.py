@@ -17,16 +17,15 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from signaling.config import ServerConfig
-from webrtc_stt.config import EngineConfig, IcePolicy
-from webrtc_stt.hub import HubConfig
+if TYPE_CHECKING:
+    from signaling.config import ServerConfig
 
 ENV_PREFIX = "WEBRTC_STT_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -162,6 +161,12 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
 
 def server_config(settings: Settings) -> ServerConfig:
     """The :class:`ServerConfig` the settings describe (``SettingsError`` when invalid)."""
+    # Imported here: the hub pulls in the VAD runtime, which `webrtc-stt transcribe` (whose
+    # parser is built alongside) never needs.
+    from signaling.config import ServerConfig
+    from webrtc_stt.config import EngineConfig, IcePolicy
+    from webrtc_stt.hub import HubConfig
+
     v = settings.values
     language = _str(v["language"])
     ports = v["udp_ports"]
