@@ -273,7 +273,7 @@ class ServerProcess:
         self._args = [
             "-m", "client.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--ice-host", "127.0.0.1",
-            "--log-level", "warning", *flags,
+            "--log-level", "warning", "--health-details", *flags,
         ]
         self._process: asyncio.subprocess.Process | None = None
         self._ps: psutil.Process | None = None

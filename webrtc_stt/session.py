@@ -31,6 +31,7 @@ from webrtc_stt.eventlog import EventLog
 from webrtc_stt.events import Error, Event, Ready
 from webrtc_stt.options import TurnSettings, resolve_options
 from webrtc_stt.speech_gate import Deliver, InlineLane, SpeechGate, VadLane
+from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 from webrtc_stt.vad import (
     FloatArray,
     SilenceStarted,
@@ -66,8 +67,10 @@ class Session:
         settings: TurnSettings | None = None,
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.id = session_id
+        self._telemetry = telemetry
         self.config = config or SessionConfig()
         self._default_language = language
         settings = settings or TurnSettings(language, vad=self.config.vad)
@@ -122,6 +125,12 @@ class Session:
     def vad_backlog(self) -> int:
         """Samples pushed that the VAD has not judged yet (bounded; see push_audio)."""
         return self._gate.unjudged
+
+    @property
+    def utterance_open(self) -> bool:
+        """Whether speech is in progress or its final is still owed (ops: graceful drain
+        waits for this to turn false before it ends the session)."""
+        return self._transcriber.busy
 
     def push_audio(self, samples: np.ndarray) -> None:
         """Feed 16 kHz mono float32 audio in stream order."""

@@ -28,6 +28,7 @@ import onnxruntime
 
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.config import VadConfig, ms_to_samples
+from webrtc_stt.integrity import verify_silero_vad
 
 CHUNK_SAMPLES = 512
 """Audio per model step at 16 kHz (32 ms)."""
@@ -52,6 +53,7 @@ def default_model_path() -> Path:
     for location in spec.submodule_search_locations:
         path = Path(location) / "data" / "silero_vad.onnx"
         if path.is_file():
+            verify_silero_vad(path)  # ops: supply chain; IntegrityError on a mismatch
             return path
     raise VadModelError("silero-vad is installed but ships no data/silero_vad.onnx")
 

@@ -29,6 +29,7 @@ from webrtc_stt.asr.requests import (
     EngineClosed,
     Superseded,
 )
+from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,10 @@ class LocalEngine:
     """Schedules every session's decodes on one worker thread over one model."""
 
     def __init__(self, decoder: BatchDecoder, *, max_batch: int = 8,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 telemetry: Telemetry | None = None) -> None:
+        self.telemetry = telemetry or NO_TELEMETRY
+        """Observer of every batch (ops: metrics); called on the worker thread."""
         self._decoder = decoder
         self._max_batch = max_batch
         self._clock = clock
@@ -253,6 +257,7 @@ class LocalEngine:
             else:
                 self._partial_compute += busy
                 self._partials_decoded += len(batch)
+        self.telemetry.batch(batch[0].request.kind, [started - j.enqueued for j in batch], busy)
 
 
 def _resolve(job: _Job, *, result: DecodeResult | None = None,
