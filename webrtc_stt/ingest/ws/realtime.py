@@ -72,9 +72,11 @@ __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "Dialect", "RealtimeFraming"]
 Dialect = Literal["ga", "beta"]
 """``ga``: the Realtime API; ``beta``: the beta API (``OpenAI-Beta: realtime=v1``)."""
 
-DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
-"""Largest client event accepted (about 16 s of 24 kHz PCM in base64). OpenAI allows
-15 MiB, but nobody streaming in real time needs that, and every byte is buffered."""
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+"""Largest client event answered normally (about 8 s of 24 kHz PCM in base64); a larger
+one is refused with ``frame_too_large`` and the close (1009). OpenAI allows 15 MiB, but a
+real-time stream never needs that, and the transport's hard cap (1 MiB, where aiohttp
+closes without a word) must stay above this one for the client to learn why."""
 
 _CLIENT_EVENTS = (
     "session.update",
