@@ -42,6 +42,7 @@ HARVARD_1_3 = (4.25, 10.37)
 HARVARD_1_3_TEXT = "The long journey home took a year. She saw a cat in the neighbor's house."
 VAD_ITEM = re.compile(r"^started stopped committed (delta )*completed$")
 MANUAL_ITEM = re.compile(r"^committed (delta )*completed$")
+LIVE_ITEM = re.compile(r"^started (delta )*stopped committed (delta )*completed$")
 SHORT = {
     "input_audio_buffer.speech_started": "started",
     "input_audio_buffer.speech_stopped": "stopped",
@@ -55,7 +56,9 @@ def sdk_client(server: ServerThread) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=f"{server.url}/v1", api_key="x")
 
 
-def check_protocol(transcript: RealtimeTranscript, *, vad: bool, ga: bool = True) -> None:
+def check_protocol(
+    transcript: RealtimeTranscript, *, vad: bool, ga: bool = True, live: bool = False
+) -> None:
     """Greeting first, unique event ids, per-item order, deltas that add up, no errors."""
     raw = [e.data for e in transcript.raw]
     prefix = "session" if ga else "transcription_session"
@@ -71,7 +74,7 @@ def check_protocol(transcript: RealtimeTranscript, *, vad: bool, ga: bool = True
         if "item_id" in event:
             items[event["item_id"]].append(event)
     assert items
-    pattern = VAD_ITEM if vad else MANUAL_ITEM
+    pattern = LIVE_ITEM if live else VAD_ITEM if vad else MANUAL_ITEM
     previous: str | None = None
     for item_id, events in items.items():
         shape = " ".join(SHORT[e["type"]] for e in events)
@@ -98,6 +101,19 @@ async def test_pcm24k_server_vad(server: ServerThread) -> None:
     # Deltas reach the client before the completed transcript of the same item.
     first_delta = transcript.of_type("conversation.item.input_audio_transcription.delta")[0]
     assert first_delta["delta"]
+
+
+@pytest.mark.model
+async def test_live_model_streams_deltas_during_speech(server: ServerThread) -> None:
+    reference = clip("1089-134686-0000")  # one 10 s sentence
+    transcript = await transcribe_realtime(
+        reference.audio, server.url, model="gpt-realtime-whisper", chunk_ms=20
+    )
+    check_protocol(transcript, vad=True, live=True)
+    assert wer(reference.text, transcript) <= MAX_WER, transcript.text
+    kinds = [e.data["type"] for e in transcript.raw]
+    first_delta = kinds.index("conversation.item.input_audio_transcription.delta")
+    assert first_delta < kinds.index("input_audio_buffer.speech_stopped")
 
 
 @pytest.mark.model
