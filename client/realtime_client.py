@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import av
 import numpy as np
 from openai import AsyncOpenAI
 from openai.types.beta.realtime import transcription_session_update_param as beta_param
@@ -109,6 +110,20 @@ class _Translator:
         return received
 
 
+def _resample(samples: Samples, rate: int, target: int) -> Samples:
+    """A whole mono float32 array from ``rate`` to ``target`` Hz."""
+    if rate == target or not len(samples):
+        return samples
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
+    )
+    frame.sample_rate = rate
+    frames = [*resampler.resample(frame), *resampler.resample(None)]
+    parts = [f.to_ndarray().reshape(-1).astype(np.float32, copy=False) for f in frames]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
 def _encode(encoding: RealtimeEncoding, samples: Samples) -> bytes:
     if encoding == "ulaw":
         return encode_ulaw(samples)
@@ -182,6 +197,7 @@ async def transcribe_realtime(
     url: str,
     *,
     encoding: RealtimeEncoding = "pcm16",
+    sample_rate: int | None = None,
     speed: float = 1.0,
     chunk_ms: int = 40,
     language: str | None = None,
@@ -194,15 +210,19 @@ async def transcribe_realtime(
     on_event: Callable[[Received], None] | None = None,
     timeout: float = 60.0,
 ) -> RealtimeTranscript:
-    """Stream ``audio`` (a file, or samples at 24 kHz for PCM, 8 kHz for G.711) to the
-    server at ``url`` (``http://host:port``) with the OpenAI SDK; collect every event.
+    """Stream ``audio`` (a file, or samples at ``sample_rate``, by default the format's
+    own: 24 kHz for PCM, 8 kHz for G.711) to the server at ``url`` (``http://host:port``)
+    with the OpenAI SDK; collect every event.
 
     ``beta`` speaks the beta dialect (``client.beta.realtime``,
     ``transcription_session.update``). Raises :class:`ServerError` when the server refuses
     the upgrade.
     """
     rate = 24000 if encoding == "pcm16" else 8000
-    speech = audio if isinstance(audio, np.ndarray) else load_audio_at(audio, rate)
+    if isinstance(audio, np.ndarray):
+        speech = _resample(audio, sample_rate or rate, rate)
+    else:
+        speech = load_audio_at(audio, rate)
     samples = np.concatenate(
         [np.clip(speech, -1.0, 1.0), np.zeros(int(tail_s * rate), dtype=np.float32)]
     )
