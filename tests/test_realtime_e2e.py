@@ -200,6 +200,13 @@ async def test_bad_input_gets_error_events_and_the_session_lives(server: ServerT
         # The SDK's types refuse this format statically, so it goes raw.
         opus = {"type": "transcription", "audio": {"input": {"format": {"type": "audio/opus"}}}}
         await connection.send_raw(json.dumps({"type": "session.update", "session": opus}))
+        # The bundled model is English-only: refused before it is acknowledged.
+        await connection.session.update(
+            session={
+                "type": "transcription",
+                "audio": {"input": {"transcription": {"language": "de"}}},
+            }
+        )
         await connection.input_audio_buffer.append(audio="@@ not base64 @@", event_id="bad-b64")
         await connection.send_raw(json.dumps({"type": "no.such.event"}))
         await connection.send_raw("{not json")
@@ -210,7 +217,7 @@ async def test_bad_input_gets_error_events_and_the_session_lives(server: ServerT
                 "audio": {"input": {"format": {"type": "audio/pcmu"}}},
             }
         )
-        errors = [(await _collect(connection, "error"))[-1] for _ in range(5)]
+        errors = [(await _collect(connection, "error"))[-1] for _ in range(6)]
         await _play(connection, np.concatenate([speech, np.zeros(24000, dtype=np.float32)]))
         events = await _collect(connection, "conversation.item.input_audio_transcription.completed")
     for error in errors:
@@ -219,12 +226,13 @@ async def test_bad_input_gets_error_events_and_the_session_lives(server: ServerT
     params = [e["error"]["param"] for e in errors]
     assert params == [
         "session.audio.input.format.type",
+        "session.audio.input.transcription.language",
         "audio",
         "type",
         None,
         "session.audio.input.format",
     ]
-    assert errors[1]["error"]["event_id"] == "bad-b64"
+    assert errors[2]["error"]["event_id"] == "bad-b64"
     [completed] = [e["transcript"] for e in events if e["type"].endswith(".completed")]
     assert corpus_wer([reference.text], [completed]).wer <= MAX_WER, completed
 
