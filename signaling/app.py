@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling import events, offer, openapi, probes, whip, ws
+from signaling import events, offer, openapi, probes, realtime, whip, ws
 from signaling.access import access_middleware
 from signaling.body import MAX_BODY_BYTES
 from signaling.config import ServerConfig
@@ -56,4 +56,5 @@ def create_app(
     events.setup(app)  # GET /v1/sessions/{id}/events (Server-Sent Events)
     whip.setup(app)  # /v1/whip (RFC 9725)
     ws.setup(app)  # GET /v1/ws (WebSocket media stream)
+    realtime.setup(app)  # GET /v1/realtime (OpenAI Realtime transcription)
     return app
