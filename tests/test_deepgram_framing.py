@@ -492,3 +492,10 @@ def test_metadata_of_an_empty_stream() -> None:
     assert (parsed.duration, parsed.channels) == (0.0, 0)
     # Deepgram's own example for a stream without audio: the SHA-256 of nothing.
     assert parsed.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_no_metadata_after_an_error() -> None:
+    f = framing(**PCM16)
+    f.open()
+    f.render_error("too_fast", "audio arrives faster than real time")
+    assert f.closing() == []

@@ -383,6 +383,7 @@ class DeepgramFraming:
         self._last_word_end: int | None = None
         """End of the last final word while an ``UtteranceEnd`` is owed (16 kHz samples)."""
         self._bad_text = ""
+        self._failed = False
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -653,6 +654,10 @@ class DeepgramFraming:
 
     def render_error(self, code: str, message: str) -> str:
         """An ``Error`` message; text we could not parse is echoed as a ``SchemaError``."""
+        if code in _CLOSE:
+            # Every code with a close code of its own ends the stream: no Metadata then,
+            # as Deepgram sends none when it closes on an error.
+            self._failed = True
         error: dict[str, Any] = {
             "type": "Error",
             "variant": "SchemaError" if code in _SCHEMA_ERRORS else code,
@@ -674,7 +679,10 @@ class DeepgramFraming:
         return _CLOSE.get(code, (1011, code))[1]
 
     def closing(self) -> list[str]:
-        """The summary ``Metadata`` Deepgram sends last (after ``CloseStream``)."""
+        """The summary ``Metadata`` Deepgram sends last (after ``CloseStream``); none
+        after an error."""
+        if self._failed:
+            return []
         created = self._created.astimezone(timezone.utc)
         rate = self._format.sample_rate if self._format is not None else SAMPLE_RATE
         return [
