@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from signaling.body import BodyError, read_json
-from signaling.keys import HUB
-from webrtc_stt.media.peer import PeerSession
+from signaling.keys import CONFIG, HUB
+from webrtc_stt.ingest.webrtc.peer import PeerSession
 
 
 def _language(options: Any) -> str | None:
@@ -29,7 +29,8 @@ async def post_offer(request: web.Request) -> web.Response:
     if body.get("type") != "offer" or not isinstance(sdp, str):
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
     peer, answer = await PeerSession.answer(
-        request.app[HUB], sdp, language=_language(body.get("options"))
+        request.app[HUB], sdp, language=_language(body.get("options")),
+        ice=request.app[CONFIG].ice,
     )
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 
