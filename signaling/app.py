@@ -40,5 +40,5 @@ def create_app(hub: SessionHub, config: ServerConfig | None = None) -> web.Appli
     app.router.add_delete("/v1/sessions/{session_id}", offer.delete_session)
     events.setup(app)  # GET /v1/sessions/{id}/events (Server-Sent Events)
     whip.setup(app)  # /v1/whip (RFC 9725)
-    ws.setup(app)  # GET /v1/ws (WebSocket media stream)
+    ws.setup(app)  # GET /v1/ws (WebSocket media stream), GET /v1/listen (Deepgram live)
     return app

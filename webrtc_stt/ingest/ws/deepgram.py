@@ -92,6 +92,7 @@ from webrtc_stt.ingest.ws.framing import (
     Started,
     Stopped,
 )
+from webrtc_stt.options import MAX_MIN_SILENCE_MS
 from webrtc_stt.wire import seconds
 
 __all__ = [
@@ -191,7 +192,7 @@ class ListenRequest:
             if lowered == "false":
                 options = replace(options, turn_detection=False)
             elif lowered != "true":
-                ms = _int(endpointing, "endpointing", 0, 60_000)
+                ms = _int(endpointing, "endpointing", 0, MAX_MIN_SILENCE_MS)
                 assert ms is not None
                 options = replace(options, min_silence_ms=max(ms, MIN_ENDPOINTING_MS))
         return cls(
