@@ -13,8 +13,10 @@ audio) gets Deepgram's error and close while the server stays healthy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,13 @@ import numpy as np
 import pytest
 from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
-from deepgram.listen.v1.types import ListenV1Error, ListenV1Metadata, ListenV1Results
+from deepgram.listen.v1.types import (
+    ListenV1Configure,
+    ListenV1ConfigureSuccess,
+    ListenV1Error,
+    ListenV1Metadata,
+    ListenV1Results,
+)
 from websockets.exceptions import ConnectionClosed
 
 from bench.metrics import corpus_wer
@@ -34,6 +42,7 @@ from tests.data import SPEECH_DIR, clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.g711 import encode_pcm16le
+from webrtc_stt.hub import HubConfig
 
 MAX_WER = 0.15
 HARVARD = SPEECH_DIR / "telephony_8k" / "OSR_us_000_0034_8k.wav"
@@ -267,4 +276,59 @@ async def test_the_documented_snippet_runs(
     await namespace["main"]([pcm[i : i + 640] for i in range(0, len(pcm), 640)])
     printed = capsys.readouterr().out.splitlines()
     assert any(line.startswith("True ") for line in printed), printed  # a final
+    await healthy(scripted)
+
+
+@pytest.fixture
+def impatient() -> Iterator[ServerThread]:
+    """A scripted server that ends streams bringing no audio for 1 s."""
+    engine = LocalEngine(ScriptedDecoder())
+    thread = ServerThread(replace(TEST_CONFIG, hub=HubConfig(media_idle_timeout_s=1.0)), engine)
+    yield thread
+    thread.stop()
+    engine.close()
+
+
+async def test_no_audio_within_the_idle_timeout_is_net_0001(impatient: ServerThread) -> None:
+    client = AsyncDeepgramClient(api_key=API_KEY, environment=listen_environment(impatient.url))
+    messages: list[Any] = []
+    async with client.listen.v1.connect(
+        model="nova-3", encoding="linear16", sample_rate=16000
+    ) as socket:
+        await socket.send_keep_alive()  # alive, but it brings no audio
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                messages.append(await asyncio.wait_for(socket.recv(), 30))
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1011, "NET-0001")
+    [error] = messages
+    assert isinstance(error, ListenV1Error) and error.code == "NET-0001"
+    await healthy(impatient)
+
+
+async def test_configure_keyterms_and_a_wav_stream_without_encoding(
+    scripted: ServerThread,
+) -> None:
+    wav = await asyncio.to_thread(clip("1089-134691-0000").audio.read_bytes)
+    client = AsyncDeepgramClient(api_key=API_KEY, environment=listen_environment(scripted.url))
+    messages: list[Any] = []
+    async with client.listen.v1.connect(model="nova-3", interim_results="false") as socket:
+        await socket.send_configure(ListenV1Configure(keyterms=["Kubernetes"]))
+        start = asyncio.get_running_loop().time()
+        for sent, offset in enumerate(range(0, len(wav), 640)):  # 20 ms of 16 kHz PCM16
+            await socket.send_media(wav[offset : offset + 640])
+            await asyncio.sleep(max(0.0, start + sent * 0.02 - asyncio.get_running_loop().time()))
+        await socket.send_media(bytes(32000))  # 1 s of silence ends the utterance
+        await socket.send_close_stream()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                messages.append(await asyncio.wait_for(socket.recv(), 30))
+    configured = messages[0]
+    assert isinstance(configured, ListenV1ConfigureSuccess)
+    assert configured.keyterms == ["Kubernetes"]
+    finals = [m for m in messages if isinstance(m, ListenV1Results) and m.is_final]
+    assert finals and finals[0].channel.alternatives[0].transcript.startswith("w0")
+    metadata = messages[-1]
+    assert isinstance(metadata, ListenV1Metadata)
+    assert metadata.duration == pytest.approx(2.085 + 1.0, abs=0.05)
     await healthy(scripted)
