@@ -27,11 +27,13 @@ from aiohttp import web
 from signaling.body import BodyError
 from signaling.errors import error_response
 from signaling.keys import HUB
+from webrtc_stt.errors import BadRequest
 from webrtc_stt.ingest.ws.deepgram import DeepgramFraming
 from webrtc_stt.ingest.ws.formats import DEFAULT_MAX_FRAME_BYTES
 from webrtc_stt.ingest.ws.framing import Framing, ProtocolError
 from webrtc_stt.ingest.ws.media_stream import MediaStreamFraming
 from webrtc_stt.ingest.ws.transport import TransportConfig, WsTransport
+from webrtc_stt.options import resolve_options
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,21 @@ def listen_framing(request: web.Request) -> Framing:
     """The ``/v1/listen`` framing (Deepgram live streaming) for a request. The SDK's
     ``Authorization: Token KEY`` header is accepted as is: checking keys is the auth
     layer's job."""
-    return DeepgramFraming(request.query, created=datetime.now(timezone.utc))
+    framing = DeepgramFraming(request.query, created=datetime.now(timezone.utc))
+    # Deepgram refuses a language its model lacks before the upgrade; so do we, where the
+    # transport would only find out when it opens the session.
+    hub = request.app[HUB]
+    try:
+        resolve_options(
+            framing.request.options,
+            vad=hub.config.session.vad,
+            default_language=hub.config.language,
+            model_name=hub.engine.model_name,
+            multilingual=hub.engine.multilingual,
+        )
+    except BadRequest as exc:
+        raise ProtocolError(exc.code, exc.message) from None
+    return framing
 
 
 def setup(app: web.Application) -> None:

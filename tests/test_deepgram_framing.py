@@ -348,8 +348,9 @@ def test_garbage_text_is_a_schema_error(text: str, code: str) -> None:
     assert info.value.code == code
     error = sdk_parse(f.render_error(code, info.value.message))
     assert isinstance(error, ListenV1Error)
-    assert error.variant == "SchemaError"
+    assert (error.variant, error.message) == ("SchemaError", text)
     assert f.close_code(code) == 1008
+    assert f.closing() == []
 
 
 def test_error_codes() -> None:
@@ -481,6 +482,9 @@ def test_no_interim_results_unless_asked_and_session_errors() -> None:
     [error] = play(f, [Error("decode_failed", "final decode failed: boom")])
     parsed = sdk_parse(error)
     assert isinstance(parsed, ListenV1Error) and parsed.variant == "decode_failed"
+    # A failed decode does not end the stream: the summary still comes at the end.
+    [metadata] = f.closing()
+    assert isinstance(sdk_parse(metadata), ListenV1Metadata)
 
 
 def test_metadata_of_an_empty_stream() -> None:

@@ -189,7 +189,8 @@ async def test_mulaw_8k_telephony_words_match(server: ServerThread) -> None:
 async def test_bad_query_is_400_before_the_upgrade(scripted: ServerThread) -> None:
     client = AsyncDeepgramClient(api_key=API_KEY, environment=listen_environment(scripted.url))
     for options in ({"encoding": "opus", "sample_rate": 48000}, {"encoding": "linear16"},
-                    {"encoding": "linear16", "sample_rate": 1234}):
+                    {"encoding": "linear16", "sample_rate": 1234},
+                    {"encoding": "linear16", "sample_rate": 16000, "language": "fr"}):
         with pytest.raises(ApiError) as info:
             async with client.listen.v1.connect(model="nova-3", **options):
                 pass
@@ -198,6 +199,9 @@ async def test_bad_query_is_400_before_the_upgrade(scripted: ServerThread) -> No
         async with http.get(f"{scripted.url}/v1/listen?encoding=flac&sample_rate=16000") as reply:
             assert reply.status == 400
             assert (await reply.json())["error"]["code"] == "unsupported_format"
+        async with http.get(f"{scripted.url}/v1/listen?language=de-DE") as reply:
+            assert reply.status == 400  # the scripted model, like tiny.en, is English-only
+            assert (await reply.json())["error"]["code"] == "bad_language"
     await healthy(scripted)
 
 

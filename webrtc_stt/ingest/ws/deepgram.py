@@ -78,6 +78,7 @@ from webrtc_stt.events import (
     Ready,
     SpeechEnd,
     SpeechStart,
+    Word,
 )
 from webrtc_stt.ingest.ws.framing import (
     Audio,
@@ -125,7 +126,7 @@ _KNOWN_ENCODINGS = (
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 _BOOST = re.compile(r":-?\d+(\.\d+)?$")
 _PUNCTUATION = string.punctuation + "“”‘’«»…—–¿¡"
-_CHANNEL = [0, 1]
+_CHANNEL = (0, 1)
 """``channel_index`` / ``channel`` of every message: channel 0 of 1 (audio is mixed down)."""
 
 _CLOSE: dict[str, tuple[int, str]] = {
@@ -143,6 +144,8 @@ _CLOSE: dict[str, tuple[int, str]] = {
 """Close code and reason per error code; Deepgram's own reason where it has one."""
 _SCHEMA_ERRORS = ("bad_json", "bad_message", "unknown_message")
 """Codes of a client text message we could not use: Deepgram's ``SchemaError`` variant."""
+_NONFATAL = ("decode_failed",)
+"""Error codes after which the stream goes on (a failed decode; its final still comes)."""
 
 
 @dataclass(frozen=True)
@@ -424,7 +427,13 @@ class DeepgramFraming:
         if len(text) > self._max_frame_bytes:
             self._check_size(len(text))
         self._check_size(len(text.encode("utf-8", "surrogatepass")))
+        # Kept for the SchemaError that echoes the message, should it be refused.
         self._bad_text = text[:SCHEMA_ECHO_CHARS]
+        inbound = self._control(text)
+        self._bad_text = ""
+        return inbound
+
+    def _control(self, text: str) -> list[Inbound]:
         try:
             message: object = json.loads(text)
         except ValueError as exc:
@@ -434,7 +443,6 @@ class DeepgramFraming:
         kind = message.get("type")
         if not isinstance(kind, str):
             raise ProtocolError("bad_message", "a text message needs a string 'type'")
-        self._bad_text = ""
         inbound = self.open()
         if kind == "KeepAlive":
             inbound.append(KeepAlive())
@@ -450,7 +458,6 @@ class DeepgramFraming:
         elif kind == "Configure":
             inbound.extend(self._configure(message))
         else:
-            self._bad_text = text[:SCHEMA_ECHO_CHARS]
             raise ProtocolError("unknown_message", f"unknown message type {kind!r}")
         return inbound
 
@@ -570,7 +577,7 @@ class DeepgramFraming:
                 final.text,
                 final.start,
                 final.end,
-                final,
+                final.words,
                 is_final=True,
                 speech_final=speech_final,
                 from_finalize=from_finalize,
@@ -599,13 +606,12 @@ class DeepgramFraming:
         text: str,
         start: int,
         end: int,
-        final: Final | tuple[()],
+        words: tuple[Word, ...],
         *,
         is_final: bool,
         speech_final: bool = False,
         from_finalize: bool = False,
     ) -> str:
-        words = final.words if isinstance(final, Final) else ()
         transcript = text.strip()
         if not self.request.punctuate:
             transcript = " ".join(w for w in map(_plain, transcript.split()) if w)
@@ -655,9 +661,9 @@ class DeepgramFraming:
 
     def render_error(self, code: str, message: str) -> str:
         """An ``Error`` message; text we could not parse is echoed as a ``SchemaError``."""
-        if code in _CLOSE:
-            # Every code with a close code of its own ends the stream: no Metadata then,
-            # as Deepgram sends none when it closes on an error.
+        if code not in _NONFATAL:
+            # The stream ends on this error: no Metadata then, as Deepgram sends none
+            # when it closes on an error.
             self._failed = True
         error: dict[str, Any] = {
             "type": "Error",
