@@ -35,6 +35,7 @@ from deepgram.listen.v1.types import (
 from websockets.exceptions import ConnectionClosed
 
 from bench.metrics import corpus_wer
+from bench.stream_quality import parse_options, stream_items
 from client.deepgram_client import API_KEY, ListenTranscript, listen_environment, transcribe_listen
 from client.ws_client import load_audio_at
 from tests.conftest import TEST_CONFIG, ServerThread
@@ -336,3 +337,12 @@ async def test_configure_keyterms_and_a_wav_stream_without_encoding(
     assert isinstance(metadata, ListenV1Metadata)
     assert metadata.duration == pytest.approx(2.085 + 1.0, abs=0.05)
     await healthy(scripted)
+
+
+def test_the_bench_streams_through_the_sdk_with_transport_listen() -> None:
+    options = parse_options(["--transport", "listen", "--ids", "jfk,LDC93S1_8k", "--telephony",
+                             "--manifest", str(SPEECH_DIR / "manifest.jsonl")])
+    assert options.transport == "listen"
+    codecs = [(item.clip.id, item.variant, item.codec) for item in stream_items(options)]
+    assert codecs == [("jfk", "wideband", "linear16"), ("LDC93S1_8k", "wideband", "linear16"),
+                      ("LDC93S1_8k", "telephony-8k", "pcmu")]
