@@ -18,6 +18,7 @@ from webrtc_stt.ingest.ws.framing import (
     Audio,
     AudioFormat,
     Encoding,
+    Framing,
     Inbound,
     ProtocolError,
     Reply,
@@ -499,3 +500,38 @@ def test_twilio_event_on_query_raw_stream_is_unknown() -> None:
     framing = MediaStreamFraming.from_query({"encoding": "ulaw"})
     with _raises("unknown_message"):
         framing.feed_text(_twilio_connected())
+
+
+# --- each framing on its own ------------------------------------------------------------
+
+
+def test_every_framing_satisfies_the_protocol() -> None:
+    # mypy checks the structural type; the names are what logs and metrics show.
+    framings: list[Framing] = [PcmFraming(), TwilioFraming(), MediaStreamFraming()]
+    assert [f.name for f in framings] == ["raw", "twilio", "ws"]
+
+
+def test_pcm_framing_alone() -> None:
+    framing = PcmFraming.from_query({"encoding": "alaw", "language": "nl"})
+    assert framing.fixes_format
+    assert framing.open() == [_started("alaw", 8000, "nl")]
+    assert len(_audio(framing.feed_binary(encode_alaw(TONE))).samples) == len(TONE)
+    assert framing.feed_text('{"type": "stop"}') == [Stopped()]
+    assert framing.closing() == []
+    error = json.loads(framing.render_error("bad_json", "nope"))
+    assert (error["type"], error["code"], error["seq"], error["session_id"]) == (
+        "error", "bad_json", 0, ""
+    )
+    assert framing.close_code("bad_json") == 1007
+    assert framing.close_code("something_new") == 1011
+
+
+def test_twilio_framing_alone() -> None:
+    framing = TwilioFraming(language="es", track=None)
+    assert framing.open() == []
+    started = _only(framing.feed_text(_twilio_start()))
+    assert isinstance(started, Started) and started.options.language == "es"
+    audio = _audio(framing.feed_text(_twilio_media(encode_ulaw(TONE), track="outbound")))
+    assert audio.sample_rate == 8000
+    with _raises("binary_in_twilio"):
+        framing.feed_binary(b"\xff")

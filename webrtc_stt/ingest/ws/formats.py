@@ -41,6 +41,7 @@ CLOSE_CODES: Mapping[str, int] = {
     "too_fast": 1008,
     "idle_timeout": 1008,
     "bad_language": 1008,
+    "bad_option": 1008,
     "bad_request": 1008,
     "server_full": 1013,
 }
