@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from deepgram import AsyncDeepgramClient
+from deepgram import AsyncDeepgramClient, DeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.listen.v1.types import (
     ListenV1Configure,
@@ -346,3 +347,27 @@ def test_the_bench_streams_through_the_sdk_with_transport_listen() -> None:
     codecs = [(item.clip.id, item.variant, item.codec) for item in stream_items(options)]
     assert codecs == [("jfk", "wideband", "linear16"), ("LDC93S1_8k", "wideband", "linear16"),
                       ("LDC93S1_8k", "telephony-8k", "pcmu")]
+
+
+def _sync_stream(url: str, pcm: bytes) -> list[Any]:
+    """The synchronous ``DeepgramClient``: stream in 20 ms frames, close, read to the end."""
+    client = DeepgramClient(api_key=API_KEY, environment=listen_environment(url))
+    with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate=16000,
+                                  interim_results="true") as socket:
+        start = time.monotonic()
+        for sent, offset in enumerate(range(0, len(pcm), 640)):
+            socket.send_media(pcm[offset : offset + 640])
+            time.sleep(max(0.0, start + (sent + 1) * 0.02 - time.monotonic()))
+        socket.send_close_stream()
+        return list(socket)  # ends when the server closes (1000)
+
+
+async def test_the_synchronous_client_works_too(scripted: ServerThread) -> None:
+    speech = load_audio_at(clip("1089-134691-0000").audio, 16000)
+    pcm = encode_pcm16le(speech) + bytes(32000)
+    messages = await asyncio.to_thread(_sync_stream, scripted.url, pcm)
+    assert isinstance(messages[-1], ListenV1Metadata)
+    finals = [m for m in messages if isinstance(m, ListenV1Results) and m.is_final]
+    assert finals and any(m.speech_final for m in finals)
+    assert any(isinstance(m, ListenV1Results) and not m.is_final for m in messages)
+    await healthy(scripted)
