@@ -153,4 +153,6 @@ def listen_framing(request: web.Request) -> Framing:
 def setup(app: web.Application) -> None:
     """Add ``GET /v1/ws`` and ``GET /v1/listen``."""
     add_route(app, PATH, media_stream_framing)
-    add_route(app, LISTEN_PATH, listen_framing)
+    # Browsers cannot set Authorization: Deepgram's browser SDK offers the subprotocols
+    # ["token", KEY] instead, and a browser fails the handshake unless one is selected.
+    add_route(app, LISTEN_PATH, listen_framing, protocols=("token", "bearer"))

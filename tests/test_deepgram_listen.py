@@ -245,7 +245,9 @@ async def test_audio_that_is_no_audio_is_data_0000(scripted: ServerThread) -> No
 async def test_garbage_text_is_a_schema_error(scripted: ServerThread) -> None:
     url = scripted.url.replace("http", "ws", 1) + "/v1/listen?encoding=linear16&sample_rate=16000"
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(url, headers={"Authorization": f"Token {API_KEY}"}) as ws:
+        # As Deepgram's browser SDK authenticates: the key in the offered subprotocols.
+        async with http.ws_connect(url, protocols=("token", API_KEY)) as ws:
+            assert ws.protocol == "token"
             await ws.send_bytes(encode_pcm16le(np.zeros(320, dtype=np.float32)))
             await ws.send_str("{not json")
             texts = []
