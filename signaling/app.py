@@ -55,6 +55,6 @@ def create_app(
     app.router.add_delete("/v1/sessions/{session_id}", offer.delete_session)
     events.setup(app)  # GET /v1/sessions/{id}/events (Server-Sent Events)
     whip.setup(app)  # /v1/whip (RFC 9725)
-    ws.setup(app)  # GET /v1/ws (WebSocket media stream)
+    ws.setup(app)  # GET /v1/ws (WebSocket media stream), GET /v1/listen (Deepgram live)
     realtime.setup(app)  # GET /v1/realtime (OpenAI Realtime transcription)
     return app
