@@ -25,6 +25,7 @@ from webrtc_stt.eventlog import EventLog
 from webrtc_stt.options import resolve_options
 from webrtc_stt.session import MAX_PARTIAL_STRETCH, Session
 from webrtc_stt.vad import SileroModel
+from webrtc_stt.vad_worker import VadWorker
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class SessionHub:
         self.config = config or HubConfig()
         self._filter = text_filter or TextFilter()
         self._vad_model = vad_model or SileroModel.shared()
+        self.vad = VadWorker(self._vad_model)
+        """Runs every session's VAD off the event loop; stopped by :meth:`shutdown`."""
         self._sessions: dict[str, _Entry] = {}
         # Ended sessions' event logs, oldest first, with the time each ended. Bounded in
         # age and count; a log holds at most its bounded history.
@@ -132,6 +135,7 @@ class SessionHub:
             settings=settings,
             text_filter=self._filter,
             vad_model=self._vad_model,
+            vad_worker=self.vad,
         )
         self._sessions[session_id] = _Entry(session)
         self._capacity.opened(session_id)
@@ -202,7 +206,8 @@ class SessionHub:
         self.discard(session_id)
 
     async def shutdown(self) -> None:
-        """End every session."""
+        """End every session, then stop the VAD worker."""
         await asyncio.gather(
             *(self.end(sid) for sid in list(self._sessions)), return_exceptions=True
         )
+        await self.vad.stop()
