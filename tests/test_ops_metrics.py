@@ -134,7 +134,7 @@ async def test_latencies_from_the_event_stream() -> None:
     metrics = Metrics(clock=lambda: 100.0)
     engine = LocalEngine(ScriptedDecoder())
     try:
-        session = Session("s", engine, telemetry=metrics)
+        session = Session("s", engine)
         metrics.session_opened(session, "ws")
         session.push_audio(np.zeros(16_000 * 30, dtype=np.float32))  # position: 30 s
         publish = session.events.publish

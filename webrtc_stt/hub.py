@@ -27,6 +27,7 @@ from webrtc_stt.options import resolve_options
 from webrtc_stt.session import MAX_PARTIAL_STRETCH, Session
 from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 from webrtc_stt.vad import SileroModel
+from webrtc_stt.vad_worker import VadWorker
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,14 @@ class SessionHub:
         telemetry: Telemetry | None = None,
     ) -> None:
         self.engine = engine
-        self.telemetry = telemetry or NO_TELEMETRY
-        """Observer of sessions and refusals (ops: metrics)."""
         self.draining = False
         """Set by ``signaling.drain``: no session is admitted any more (ops)."""
         self.config = config or HubConfig()
         self._filter = text_filter or TextFilter()
         self._vad_model = vad_model or SileroModel.shared()
+        self.vad = VadWorker(self._vad_model)
+        """Runs every session's VAD off the event loop; stopped by :meth:`shutdown`."""
+        self.telemetry = telemetry or NO_TELEMETRY
         self._sessions: dict[str, _Entry] = {}
         # Ended sessions' event logs, oldest first, with the time each ended. Bounded in
         # age and count; a log holds at most its bounded history.
@@ -92,6 +94,16 @@ class SessionHub:
         self._capacity = CapacityEstimator(
             engine, slowest_partial_s=partial_s * MAX_PARTIAL_STRETCH, clock=clock
         )
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Observer of sessions, refusals and VAD batches (metrics)."""
+        return self._telemetry
+
+    @telemetry.setter
+    def telemetry(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self.vad.telemetry = telemetry
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -144,7 +156,7 @@ class SessionHub:
             settings=settings,
             text_filter=self._filter,
             vad_model=self._vad_model,
-            telemetry=self.telemetry,
+            vad_worker=self.vad,
         )
         self._sessions[session_id] = _Entry(session)
         self._capacity.opened(session_id)
@@ -218,7 +230,8 @@ class SessionHub:
         self.discard(session_id)
 
     async def shutdown(self) -> None:
-        """End every session."""
+        """End every session, then stop the VAD worker."""
         await asyncio.gather(
             *(self.end(sid) for sid in list(self._sessions)), return_exceptions=True
         )
+        await self.vad.stop()
