@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling import events, offer, whip, ws
+from signaling import events, offer, transcriptions, whip, ws
 from signaling.body import MAX_BODY_BYTES
 from signaling.config import ServerConfig
 from signaling.errors import error_middleware
@@ -41,4 +41,5 @@ def create_app(hub: SessionHub, config: ServerConfig | None = None) -> web.Appli
     events.setup(app)  # GET /v1/sessions/{id}/events (Server-Sent Events)
     whip.setup(app)  # /v1/whip (RFC 9725)
     ws.setup(app)  # GET /v1/ws (WebSocket media stream)
+    transcriptions.setup(app)  # POST /v1/audio/transcriptions (OpenAI file API)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.config import EngineConfig, IcePolicy
 from webrtc_stt.hub import HubConfig
 
@@ -22,3 +23,5 @@ class ServerConfig:
     whip_token: str | None = None
     """Bearer token WHIP requests must carry, when set."""
     cors_origin: str = "*"
+    transcriptions: FileConfig = field(default_factory=FileConfig)
+    """Limits of ``POST /v1/audio/transcriptions`` (file transcription)."""
