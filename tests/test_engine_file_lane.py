@@ -106,6 +106,28 @@ async def test_file_work_that_waited_long_goes_before_partials_but_not_finals() 
         engine.close()
 
 
+async def test_aged_file_work_and_partials_alternate_under_saturation() -> None:
+    decoder = ScriptedDecoder()
+    clock = Clock()
+    engine = LocalEngine(decoder, file_max_wait_s=1.0, clock=clock)
+    try:
+        blocker = await held(engine, decoder)
+        work = [asyncio.create_task(engine.decode(file_request(f"f{i}"))) for i in range(3)]
+        await asyncio.sleep(0.01)
+        clock.now = 5.0  # everything waiting is long past file_max_wait_s
+        partials = [asyncio.create_task(engine.decode(request(f"p{i}", DecodeKind.PARTIAL)))
+                    for i in range(2)]
+        await asyncio.sleep(0.05)
+        decoder.gate.set()
+        await asyncio.gather(blocker, partials[0], *work)
+        # Without alternation the aged file queue would run all three first, and the
+        # partials (each holding back its session's final) would wait for the whole queue.
+        assert order(decoder)[:3] == [["f0"], ["p0", "p1"], ["f1"]]
+        await asyncio.gather(*partials)
+    finally:
+        engine.close()
+
+
 async def test_file_work_is_never_superseded_and_batches_one_kind_up_to_its_bound() -> None:
     decoder = ScriptedDecoder()
     engine = LocalEngine(decoder, max_file_batch=2)

@@ -12,8 +12,11 @@ one are interchangeable. :class:`LocalEngine` keeps three queues:
 The worker thread decodes one batch at a time with :class:`WhisperBackend`, choosing:
 
 1. live finals, whenever any wait: background work never delays a waiting final;
-2. background work whose oldest job has waited ``file_max_wait_s``: partials, however
-   many, cannot starve it (a partial only gets staler, and is replaced by a newer one);
+2. background work whose oldest job has waited ``file_max_wait_s``, unless the previous
+   batch already was background work taken ahead of waiting partials: under saturation the
+   two alternate, so partials cannot starve file work, nor file work the partials (a
+   session has one request in the engine at a time: a starved partial would hold back
+   that session's final too);
 3. live partials;
 4. background work.
 
@@ -126,7 +129,7 @@ class LocalEngine:
     """Schedules every session's decodes on one worker thread over one model."""
 
     def __init__(self, decoder: BatchDecoder, *, max_batch: int = 8,
-                 max_file_batch: int = 2, file_max_wait_s: float = 1.0,
+                 max_file_batch: int = 1, file_max_wait_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._decoder = decoder
         self._max_batch = max_batch
@@ -137,6 +140,8 @@ class LocalEngine:
         self._finals: deque[_Job] = deque()
         self._partials: dict[str, _Job] = {}
         self._files: deque[_Job] = deque()
+        self._files_jumped = False
+        """The last batch was background work taken ahead of waiting partials."""
         self._closed = False
         self._dropped = 0
         self._decoded = 0
@@ -241,11 +246,13 @@ class LocalEngine:
             if self._finals:
                 return [self._finals.popleft()
                         for _ in range(min(self._max_batch, len(self._finals)))]
-            if self._files and (
-                not self._partials
-                or self._clock() - self._files[0].enqueued >= self._file_max_wait
-            ):
+            if self._files and (not self._partials or (
+                not self._files_jumped
+                and self._clock() - self._files[0].enqueued >= self._file_max_wait
+            )):
+                self._files_jumped = bool(self._partials)
                 return self._take_files()
+            self._files_jumped = False
             oldest = sorted(self._partials.values(), key=lambda j: j.enqueued)
             batch = oldest[: self._max_batch]
             for job in batch:
