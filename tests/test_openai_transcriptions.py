@@ -9,8 +9,10 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import openai
 import pytest
@@ -59,6 +61,32 @@ def test_json_on_real_speech_meets_the_wer_bound(server: ServerThread) -> None:
         assert wer(reference.text, result.text) <= bound, result.text
         assert result.usage is not None and result.usage.type == "duration"
         assert result.usage.seconds == pytest.approx(reference.seconds, abs=0.05)
+
+
+def encode(source: Path, target: Path, codec: str) -> Path:
+    """Re-encode ``source`` with PyAV's FFmpeg (mono at the codec's usual rate)."""
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        rate = 48_000 if codec == "libopus" else 44_100
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
+        for frame in inp.decode(inp.streams.audio[0]):
+            frame.pts = None
+            for converted in resampler.resample(frame):
+                out.mux(stream.encode(converted))
+        for converted in resampler.resample(None):
+            out.mux(stream.encode(converted))
+        out.mux(stream.encode(None))
+    return target
+
+
+@pytest.mark.parametrize(("name", "codec"), [("jfk.mp3", "libmp3lame"), ("jfk.ogg", "libopus")])
+def test_compressed_files_decode(server: ServerThread, tmp_path: Path, name: str,
+                                 codec: str) -> None:
+    path = encode(JFK.audio, tmp_path / name, codec)
+    with path.open("rb") as audio:
+        result = sdk(server).audio.transcriptions.create(file=audio, model="whisper-1")
+    assert wer(JFK.text, result.text) <= 0.05, result.text
 
 
 def test_text_is_the_plain_transcript(server: ServerThread) -> None:

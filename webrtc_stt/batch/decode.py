@@ -29,7 +29,8 @@ def decode_audio(source: bytes | str | Path, *, max_seconds: float) -> Samples:
     reads, or no audio stream) or ``audio_too_long`` (past ``max_seconds``; decoding stops
     there rather than holding the whole file).
     """
-    if isinstance(source, bytes) and not source:
+    empty = not source if isinstance(source, bytes) else Path(source).stat().st_size == 0
+    if empty:
         raise AudioRejected("empty_file", "The audio file is empty.")
     limit = int(max_seconds * SAMPLE_RATE)
     try:
