@@ -171,6 +171,7 @@ async def test_stream_true_sends_deltas_and_done_the_sdk_parses(server: ServerTh
     assert wer(LONG.text, done[0]) <= 0.10, done[0]
 
 
+@pytest.mark.slow
 def test_a_live_session_keeps_its_finals_while_files_decode(server: ServerThread) -> None:
     """File work runs on the engine's lowest lane: a live caller's finals do not queue behind
     it, though two long files decode the whole time."""
