@@ -4,20 +4,33 @@ process with the bundled model, as a user runs it (a subprocess)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench.metrics import corpus_wer
 from tests.data import clip
-from tests.test_cli import clean_env, command
 
 pytestmark = pytest.mark.model
 
 JFK = clip("jfk")
 CUE = re.compile(r"\d\d:\d\d:\d\d[,.]\d\d\d --> \d\d:\d\d:\d\d[,.]\d\d\d")
+
+
+def command() -> list[str]:
+    """The installed console script, or the same entry point through this interpreter."""
+    script = shutil.which("webrtc-stt")
+    return [script] if script else [sys.executable, "-m", "client.cli"]
+
+
+def clean_env() -> dict[str, str]:
+    # Settings of the developer's shell (WEBRTC_STT_URL above all) must not apply here.
+    return {k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_STT_")}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
