@@ -39,6 +39,7 @@ from aiohttp import BodyPartReader, web
 from signaling.keys import CONFIG, HUB
 from webrtc_stt.asr.requests import EngineClosed
 from webrtc_stt.asr.transcriber import TextFilter
+from webrtc_stt.audio.resample import Samples
 from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.batch.decode import AudioRejected
 from webrtc_stt.batch.formats import (
@@ -49,7 +50,14 @@ from webrtc_stt.batch.formats import (
     error_event,
     render,
 )
-from webrtc_stt.batch.pipeline import FileOptions, FileTranscriber, join_text
+from webrtc_stt.batch.pipeline import (
+    FileOptions,
+    FileTranscriber,
+    Transcript,
+    TranscriptSegment,
+    assemble,
+    join_text,
+)
 from webrtc_stt.batch.slots import JobSlots, TooManyJobs
 from webrtc_stt.errors import BadRequest
 from webrtc_stt.vad import SileroModel
@@ -143,7 +151,9 @@ async def _transcribe(request: web.Request) -> web.StreamResponse:
         audio = await transcriber.load(form.file)
         if form.stream:
             return await _stream(request, transcriber, audio, options)
-        transcript = await transcriber.transcribe(audio, options)
+        transcript = await _collect(request, transcriber, audio, options)
+        if transcript is None:
+            return web.Response(status=499)  # nobody is listening any more
         rendered = render(
             transcript,
             form.response_format,
@@ -154,7 +164,21 @@ async def _transcribe(request: web.Request) -> web.StreamResponse:
                             charset="utf-8")
 
 
-async def _stream(request: web.Request, transcriber: FileTranscriber, audio: Any,
+async def _collect(request: web.Request, transcriber: FileTranscriber, audio: Samples,
+                   options: FileOptions) -> Transcript | None:
+    """Every segment, or None once the client has gone: aiohttp does not cancel a handler
+    whose client disconnects, and the rest of the file would be decoded for nobody."""
+    found: list[TranscriptSegment] = []
+    async with contextlib.aclosing(transcriber.segments(audio, options)) as segments:
+        async for segment in segments:
+            if request.transport is None or request.transport.is_closing():
+                log.info("file job abandoned by its client after %d segments", len(found))
+                return None
+            found.append(segment)
+    return assemble(found, len(audio), options)
+
+
+async def _stream(request: web.Request, transcriber: FileTranscriber, audio: Samples,
                   options: FileOptions) -> web.StreamResponse:
     """Send each segment's text as it is decoded, then the whole text."""
     response = web.StreamResponse(headers={

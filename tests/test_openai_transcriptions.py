@@ -217,7 +217,8 @@ def limited(engine: LocalEngine) -> Iterator[ServerThread]:
 
 
 def post(server: ServerThread, **kwargs: Any) -> httpx.Response:
-    return httpx.post(server.url + "/v1/audio/transcriptions", timeout=60, **kwargs)
+    kwargs.setdefault("timeout", 60)
+    return httpx.post(server.url + "/v1/audio/transcriptions", **kwargs)
 
 
 def assert_openai_error(response: httpx.Response, status: int, param: str | None,
@@ -328,6 +329,30 @@ def test_the_server_stays_healthy_after_bad_input(limited: ServerThread) -> None
     with good.audio.open("rb") as audio:
         result = sdk(limited).audio.transcriptions.create(file=audio, model="whisper-1")
     assert wer(good.text, result.text) <= 0.15, result.text
+
+
+def test_a_job_its_client_abandons_stops_and_frees_its_place(engine: LocalEngine) -> None:
+    limits = FileConfig(max_jobs=1, max_waiting=0)
+    thread = ServerThread(replace(TEST_CONFIG, transcriptions=limits), engine)
+    try:
+        decoded = engine.load().file_audio_s
+        with pytest.raises(httpx.TimeoutException):
+            post(thread, files={"file": ("a.wav", LONGEST.audio.read_bytes())},
+                 data={"model": "m"}, timeout=httpx.Timeout(10, read=3))
+        # The job ends after the window in flight; the next file gets the place.
+        short = clip("1089-134691-0000")
+        deadline = time.monotonic() + 30
+        while True:
+            response = post(thread, files={"file": ("a.wav", short.audio.read_bytes())},
+                            data={"model": "m"})
+            if response.status_code != 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert response.status_code == 200, response.text
+        # Far less than the 118 s file was decoded for nobody (the short file is 2 s).
+        assert engine.load().file_audio_s - decoded < 80
+    finally:
+        thread.stop()
 
 
 def test_shutdown_cancels_a_running_file_job(engine: LocalEngine) -> None:

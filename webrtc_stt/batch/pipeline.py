@@ -181,13 +181,19 @@ class FileTranscriber:
                          on_progress: Progress | None = None) -> Transcript:
         """The whole transcript of ``audio``."""
         found = [segment async for segment in self.segments(audio, options, on_progress)]
-        language = found[0].language if found else (options.language or "en")
-        return Transcript(
-            text=join_text(s.text for s in found),
-            language=language,
-            duration=len(audio),
-            segments=tuple(found),
-        )
+        return assemble(found, len(audio), options)
+
+
+def assemble(segments: Sequence[TranscriptSegment], duration: int,
+             options: FileOptions) -> Transcript:
+    """The transcript of a file of ``duration`` samples from all its segments."""
+    language = segments[0].language if segments else (options.language or "en")
+    return Transcript(
+        text=join_text(s.text for s in segments),
+        language=language,
+        duration=duration,
+        segments=tuple(segments),
+    )
 
 
 def join_text(texts: Iterable[str]) -> str:
