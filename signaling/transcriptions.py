@@ -145,7 +145,7 @@ async def _transcribe(request: web.Request) -> web.StreamResponse:
         options = FileOptions(
             language=transcriber.language(form.language),
             prompt=form.prompt,
-            word_timestamps=form.stream is False and form.response_format.needs_timing,
+            word_timestamps=not form.stream and form.response_format.needs_timing,
         )
         await ticket.start()
         audio = await transcriber.load(form.file)
