@@ -1,5 +1,6 @@
 """The ``webrtc-stt`` command: ``serve`` runs the server, ``config`` prints its effective
-settings, ``transcribe`` streams a file."""
+settings, ``transcribe`` transcribes a file in this process, or streams it to a server in
+real time with ``--url``."""
 
 from __future__ import annotations
 
@@ -61,10 +62,22 @@ def _run_config(args: argparse.Namespace) -> int:
 
 
 def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("transcribe", help="stream an audio file to a server in real time")
+    p = sub.add_parser("transcribe", help="transcribe an audio file here, or stream it to a "
+                       "server in real time with --url")
     p.add_argument("file", help="any audio file ffmpeg can decode")
-    p.add_argument("--url", default=_env("url", "http://127.0.0.1:8080"))
-    p.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    p.add_argument("--url", default=_env("url"),
+                   help="stream to this server as a live caller (default: transcribe in this "
+                   "process with the bundled model, nothing served)")
+    p.add_argument("--format", default="text",
+                   choices=["text", "json", "verbose_json", "srt", "vtt"],
+                   help="output format without --url (OpenAI's response formats)")
+    p.add_argument("-o", "--output", default=None, help="write the result here, not stdout")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr without --url (default: when it is a terminal)")
+    p.add_argument("--model", default=_env("model", "tiny.en"),
+                   help="model without --url (default: the bundled tiny.en)")
+    p.add_argument("--json", action="store_true",
+                   help="with --url: print every event as a JSON line")
     p.add_argument("--language", default=None)
     p.add_argument("--codec", choices=["opus", "pcmu", "pcma"], default="opus")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed (1.0 = real time)")
@@ -103,6 +116,11 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_transcribe(args: argparse.Namespace) -> int:
+    if args.url is None:
+        from client.local import run_local
+
+        return run_local(args.file, model=args.model, language=args.language, fmt=args.format,
+                         output=args.output, progress=args.progress)
     from client.transcribe import Received, ServerError, transcribe
 
     interactive = sys.stdout.isatty() and not args.json

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling import events, offer, openapi, probes, realtime, whip, ws
+from signaling import events, offer, openapi, probes, realtime, transcriptions, whip, ws
 from signaling.access import access_middleware
 from signaling.body import MAX_BODY_BYTES
 from signaling.config import ServerConfig
@@ -57,4 +57,5 @@ def create_app(
     whip.setup(app)  # /v1/whip (RFC 9725)
     ws.setup(app)  # GET /v1/ws (WebSocket media stream), GET /v1/listen (Deepgram live)
     realtime.setup(app)  # GET /v1/realtime (OpenAI Realtime transcription)
+    transcriptions.setup(app)  # POST /v1/audio/transcriptions (OpenAI file API)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.config import EngineConfig, IcePolicy
 from webrtc_stt.hub import HubConfig
 
@@ -29,6 +30,8 @@ class ServerConfig:
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object a line, with session id and transport)."""
     log_level: str = "info"
+    transcriptions: FileConfig = field(default_factory=FileConfig)
+    """Limits of ``POST /v1/audio/transcriptions`` (file transcription)."""
 
     def __post_init__(self) -> None:
         if self.drain_timeout_s < 0:
