@@ -81,12 +81,10 @@ def remote_events(store: SessionStore) -> RemoteEvents:
 
 
 def health_fields(hub: ClusterHub) -> dict[str, Any]:
-    """What ``/healthz`` adds on a gateway: the cluster's state and whether it admits."""
+    """What a gateway adds to the load figures: the cluster's state and whether it admits."""
     counters = hub.cluster.counters
-    verdict = hub.cluster.admission(capacity=hub.config.capacity_rtf,
-                                    session_cost=hub.session_cost())
+    verdict = hub.verdict()
     return {
-        "status": "ok" if verdict.admit else "degraded",
         "role": "gateway",
         "gateway_id": hub.cluster.gateway_id,
         "admitting": verdict.admit,

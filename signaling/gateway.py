@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -12,6 +11,8 @@ from signaling import cluster
 from signaling.app import create_app
 from signaling.config import ServerConfig
 from signaling.events import REMOTE_EVENTS
+from signaling.metrics import Metrics
+from signaling.server import Running, Starter
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.engine import RedisEngine
@@ -29,6 +30,7 @@ class RunningGateway:
     hub: ClusterHub
     engine: RedisEngine
     url: str
+    metrics: Metrics
 
     async def stop(self) -> None:
         """Shut down HTTP and sessions (finals still decode), then the engine."""
@@ -41,12 +43,13 @@ class RunningGateway:
 async def start_gateway(config: ServerConfig, redis: RedisConfig,
                         gateway_id: str | None = None) -> RunningGateway:
     """Start serving; port 0 picks a free port. Redis need not be up yet."""
+    metrics = Metrics()
     engine = RedisEngine(redis, model=config.engine.model, gateway_id=gateway_id)
     await engine.start()
     try:
         hub = ClusterHub(engine, config.hub, text_filter=TextFilter.from_engine(config.engine),
-                         vad_model=SileroModel.shared())
-        app = create_app(hub, config)
+                         vad_model=SileroModel.shared(), telemetry=metrics)
+        app = create_app(hub, config, metrics)
         app[REMOTE_EVENTS] = cluster.remote_events(hub.store)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -61,15 +64,15 @@ async def start_gateway(config: ServerConfig, redis: RedisConfig,
     host, port = runner.addresses[0][:2]
     host = f"[{host}]" if ":" in host else host
     engine.url = f"http://{host}:{port}"
-    return RunningGateway(runner, hub, engine, engine.url)
+    log.info("gateway %s in the cluster on %s", engine.gateway_id, redis.url)
+    return RunningGateway(runner, hub, engine, engine.url, metrics)
 
 
-async def serve_gateway(config: ServerConfig, redis: RedisConfig) -> None:
-    """Run a gateway until cancelled."""
-    gateway = await start_gateway(config, redis)
-    log.info("webrtc-stt gateway %s on %s/ (redis %s, model %s)", gateway.engine.gateway_id,
-             gateway.url, redis.url, config.engine.model)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await gateway.stop()
+def gateway_starter(redis: RedisConfig) -> Starter:
+    """What :func:`signaling.server.serve` runs to serve as a gateway of ``redis``'s cluster
+    (with the same signals and drain as ``serve``)."""
+
+    async def start(config: ServerConfig) -> Running:
+        return await start_gateway(config, redis)
+
+    return start

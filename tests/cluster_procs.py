@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,8 @@ class Gateway(Proc):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(["gateway", "--redis", redis.url, "--host", "127.0.0.1", "--port",
-                          str(self.port), "--ice-host", "127.0.0.1", "--log-level", "info"],
+                          str(self.port), "--ice-host", "127.0.0.1", "--health-details",
+                          "--drain-timeout", "5", "--log-level", "info"],
                          log)
         deadline = time.monotonic() + STARTUP_S
         while True:
@@ -77,10 +79,18 @@ class Gateway(Proc):
                 time.sleep(0.1)
 
     def health(self) -> dict[str, Any]:
-        """``GET /healthz``."""
+        """``GET /healthz`` (with the load figures and the cluster's state)."""
         with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
+
+    def ready(self) -> tuple[int, dict[str, Any]]:
+        """``GET /readyz``: status code and body."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
 
 
 class WorkerProc(Proc):

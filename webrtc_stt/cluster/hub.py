@@ -8,11 +8,13 @@ import time
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.cluster.codec import SessionMeta
 from webrtc_stt.cluster.engine import RedisEngine
+from webrtc_stt.cluster.registry import Verdict
 from webrtc_stt.cluster.sessions import SessionStore, wait_briefly
 from webrtc_stt.config import SessionOptions
-from webrtc_stt.errors import ServerFull
+from webrtc_stt.errors import ServerDraining, ServerFull
 from webrtc_stt.hub import HubConfig, SessionHub
 from webrtc_stt.session import Session
+from webrtc_stt.telemetry import Telemetry
 from webrtc_stt.vad import SileroModel
 
 MIRROR_FLUSH_S = 5.0
@@ -34,22 +36,33 @@ class ClusterHub(SessionHub):
         *,
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
-        super().__init__(engine, config, text_filter=text_filter, vad_model=vad_model)
+        super().__init__(engine, config, text_filter=text_filter, vad_model=vad_model,
+                         telemetry=telemetry)
         self.cluster = engine
         self.store = SessionStore(engine.client, engine.config)
         self._mirrors: set[asyncio.Task[None]] = set()
 
     def admit(self) -> None:
         """Raise :class:`ServerFull` unless the cluster has room for one more session."""
+        if self.draining:
+            self.telemetry.refused("server_draining")
+            raise ServerDraining()
         if len(self) >= self.config.max_sessions:
             self.refused += 1
+            self.telemetry.refused("max_sessions")
             raise ServerFull(f"gateway is at its limit of {self.config.max_sessions} sessions")
-        verdict = self.cluster.admission(capacity=self.config.capacity_rtf,
-                                         session_cost=self.session_cost())
+        verdict = self.verdict()
         if not verdict.admit:
             self.refused += 1
+            self.telemetry.refused("capacity")
             raise ServerFull(verdict.reason, retry_after=verdict.retry_after)
+
+    def verdict(self) -> Verdict:
+        """Whether the cluster's live workers have room for one more session, and why."""
+        return self.cluster.admission(capacity=self.config.capacity_rtf,
+                                      session_cost=self.session_cost())
 
     def open(self, options: SessionOptions | None = None) -> Session:
         """Admit and create a session; its events are mirrored into Redis from now on."""
