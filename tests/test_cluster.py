@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 
 from client.transcribe import Received, ServerError
@@ -264,6 +265,15 @@ def test_gateway_killed_clients_resume_elsewhere(cluster: Cluster) -> None:
     assert seqs and seqs == list(range(1, len(seqs) + 1))
     assert resumed.events[0][1]["type"] == "ready"
     assert resumed.end == {"type": "end", "session_id": ids[0], "reason": "gateway_lost"}
+
+
+def test_file_transcription_runs_on_the_workers(cluster: Cluster) -> None:
+    cluster.ensure_workers(1)
+    response = httpx.post(f"{cluster.gateways[1].url}/v1/audio/transcriptions",
+                          files={"file": ("jfk.wav", JFK.audio.read_bytes())},
+                          data={"model": "whisper-1"}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert "ask not what your country can do for you" in words(response.json()["text"])
 
 
 def test_no_worker_means_503(cluster: Cluster) -> None:

@@ -14,7 +14,14 @@ import pytest
 
 from tests.fakes import ScriptedDecoder
 from tests.redis_server import RedisServer, require_redis_server
-from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult, Superseded
+from webrtc_stt.asr.requests import (
+    DecodedWord,
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    Priority,
+    Superseded,
+)
 from webrtc_stt.cluster import codec
 from webrtc_stt.cluster.audio import SessionAudio, WindowCache, blocks
 from webrtc_stt.cluster.codec import Job, Result, WireError, WorkerBeat
@@ -93,7 +100,8 @@ async def until(predicate: object, timeout: float = 5.0) -> None:
 
 def test_codec_round_trips_and_refuses_other_versions() -> None:
     job = Job("g:1", "g", "s", DecodeKind.FINAL, 10, 20, 123.5, prefix="a", prompt="b",
-              language=None, word_timestamps=True, economy=True)
+              language=None, word_timestamps=True, economy=True,
+              priority=Priority.BACKGROUND)
     assert codec.decode_job(codec.encode_job(job)) == job
     decoded = DecodeResult("hi there", "en", (DecodedWord("hi", 0, 5, 0.9),), -0.1)
     result = Result("g:1", "w", decoded, compute_s=0.25)

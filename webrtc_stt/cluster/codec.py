@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from webrtc_stt.asr.requests import Audio, DecodedWord, DecodeKind, DecodeResult
+from webrtc_stt.asr.requests import Audio, DecodedWord, DecodeKind, DecodeResult, Priority
 
 WIRE_VERSION = 1
 PCM_SCALE = 32767.0
@@ -45,6 +45,7 @@ class Job:
     language: str | None = None
     word_timestamps: bool = False
     economy: bool = False
+    priority: Priority = Priority.LIVE
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def encode_job(job: Job) -> bytes:
         "id": job.job_id, "gw": job.gateway_id, "s": job.session_key, "k": job.kind.value,
         "a": job.start, "b": job.end, "dl": job.deadline, "px": job.prefix, "pr": job.prompt,
         "lang": job.language, "wt": job.word_timestamps, "eco": job.economy,
+        "pri": job.priority.value,
     })
 
 
@@ -160,6 +162,7 @@ def decode_job(data: bytes) -> Job:
             deadline=float(f["dl"]), prefix=str(f["px"]), prompt=str(f["pr"]),
             language=None if f["lang"] is None else str(f["lang"]),
             word_timestamps=bool(f["wt"]), economy=bool(f["eco"]),
+            priority=Priority(f["pri"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"job: bad field {exc}") from None

@@ -42,6 +42,8 @@ class RedisConfig:
     """How often workers renew their own jobs and look for abandoned ones."""
     final_timeout_s: float = 20.0
     """Deadline of a final decode; past it the session reports an error and moves on."""
+    background_timeout_s: float = 600.0
+    """Deadline of background work (file transcription), which waits behind live work."""
     partial_timeout_s: float = 4.0
     """Deadline of a partial; past it the partial is dropped (a newer one follows)."""
     reconnect_max_s: float = 2.0

@@ -34,6 +34,7 @@ from webrtc_stt.asr.requests import (
     DecodeRequest,
     DecodeResult,
     EngineClosed,
+    Priority,
     Superseded,
 )
 from webrtc_stt.cluster import registry
@@ -137,7 +138,12 @@ class RedisEngine:
         if self._closed:
             raise EngineClosed("engine is shut down")
         final = request.kind is DecodeKind.FINAL
-        timeout = self.config.final_timeout_s if final else self.config.partial_timeout_s
+        if request.priority is Priority.BACKGROUND:
+            timeout = self.config.background_timeout_s
+        elif final:
+            timeout = self.config.final_timeout_s
+        else:
+            timeout = self.config.partial_timeout_s
         loop = asyncio.get_running_loop()
         job = _Pending(f"{self.gateway_id}:{next(self._ids)}", request,
                        pcm16_array(request.audio), loop.create_future(), time.time() + timeout)
@@ -308,6 +314,7 @@ class RedisEngine:
             start=placement.start, end=placement.end, deadline=job.deadline,
             prefix=request.prefix, prompt=request.prompt, language=request.language,
             word_timestamps=request.word_timestamps, economy=request.economy,
+            priority=request.priority,
         ))
         # The kind is also a plain field so that operators (and tests) can read the stream.
         pipe.xadd(config.jobs_key(), {"k": request.kind.value, "j": message},

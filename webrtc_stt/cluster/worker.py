@@ -340,7 +340,7 @@ class Worker:
         request = DecodeRequest(
             session_key=job.session_key, kind=job.kind, audio=from_pcm16(pcm),
             prefix=job.prefix, prompt=job.prompt, language=job.language,
-            word_timestamps=job.word_timestamps, economy=job.economy,
+            word_timestamps=job.word_timestamps, economy=job.economy, priority=job.priority,
         )
         try:
             decoded = await self.engine.decode(request)
