@@ -191,15 +191,15 @@ async def test_final_held_by_a_dead_consumer_is_claimed(
     engine: RedisEngine, config: RedisConfig
 ) -> None:
     client = engine.client
-    await client.xgroup_create(config.jobs_key(), config.group, id="0", mkstream=True)
+    await client.xgroup_create(config.jobs_key("scripted"), config.group, id="0", mkstream=True)
     decode = asyncio.create_task(engine.decode(request(DecodeKind.FINAL, speech(2.0))))
     # A worker that read the final and died before answering: it never acks or renews.
     deadline = time.monotonic() + 5
     taken: list[Entry] = []
     while not taken:
         assert time.monotonic() < deadline
-        taken = entries(await client.xreadgroup(config.group, "doomed",
-                                                {config.jobs_key(): ">"}, count=1, block=100))
+        taken = entries(await client.xreadgroup(
+            config.group, "doomed", {config.jobs_key("scripted"): ">"}, count=1, block=100))
     running = RunningWorker(config)
     try:
         started = time.monotonic()
@@ -207,7 +207,7 @@ async def test_final_held_by_a_dead_consumer_is_claimed(
         assert result.text == "w0 w1 w2 w3 w4"
         assert time.monotonic() - started < config.claim_idle_s + 2.0
         assert running.worker.claimed == 1
-        pending = await client.xpending(config.jobs_key(), config.group)
+        pending = await client.xpending(config.jobs_key("scripted"), config.group)
         assert pending["pending"] == 0
     finally:
         await running.stop()
@@ -230,6 +230,29 @@ async def test_a_live_slow_worker_keeps_its_final(
     finally:
         await other.stop()
         await slow.stop()
+
+
+class OtherModel(ScriptedDecoder):
+    model_name = "other"
+
+
+async def test_workers_of_another_model_take_no_jobs(config: RedisConfig) -> None:
+    eng = RedisEngine(replace(config, final_timeout_s=1.0), model="scripted")
+    await eng.start()
+    decoder = OtherModel()
+    other = Worker(config, decoder)
+    task = asyncio.create_task(other.run())
+    try:
+        await until(lambda: bool(eng.workers()))
+        verdict = eng.admission(capacity=0.8, session_cost=None)
+        assert verdict.reason == "no live worker serves model scripted (live workers serve other)"
+        with pytest.raises(DecodeTimeout):
+            await eng.decode(request(DecodeKind.FINAL, speech(1.0)))
+        assert decoder.calls == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await eng.close()
 
 
 async def test_superseded_partial_is_skipped_unseen(

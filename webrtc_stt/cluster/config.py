@@ -51,9 +51,11 @@ class RedisConfig:
     block_ms: int = 500
     """Longest blocking read; loops wake at least this often to notice shutdown."""
 
-    def jobs_key(self) -> str:
-        """The consumer-group stream of decode jobs (all gateways write, all workers read)."""
-        return f"{self.prefix}:jobs"
+    def jobs_key(self, model: str) -> str:
+        """The consumer-group stream of decode jobs for one model: every gateway of the
+        model writes, every worker serving it reads (workers of another model never see
+        them)."""
+        return f"{self.prefix}:jobs:{model}"
 
     def results_key(self, gateway_id: str) -> str:
         """The stream a gateway reads its results from."""

@@ -317,7 +317,7 @@ class RedisEngine:
             priority=request.priority,
         ))
         # The kind is also a plain field so that operators (and tests) can read the stream.
-        pipe.xadd(config.jobs_key(), {"k": request.kind.value, "j": message},
+        pipe.xadd(config.jobs_key(self._model), {"k": request.kind.value, "j": message},
                   maxlen=config.job_stream_maxlen, approximate=True)
         began = time.monotonic()
         await pipe.execute()

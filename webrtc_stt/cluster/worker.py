@@ -135,6 +135,7 @@ class Worker:
         self.engine = LocalEngine(self._timed, max_batch=max_batch)
         self._inflight: dict[bytes, asyncio.Task[None]] = {}
         self._windows = WindowCache()
+        self._jobs = config.jobs_key(decoder.model_name)
         self._draining = False
         self._slot = asyncio.Event()
         self.claimed = 0
@@ -172,7 +173,7 @@ class Worker:
         try:
             # From the start of the stream: jobs a gateway queued before any worker
             # existed are served (the stale ones are skipped by their deadline).
-            await self.client.xgroup_create(self.config.jobs_key(), self.config.group, id="0",
+            await self.client.xgroup_create(self._jobs, self.config.group, id="0",
                                             mkstream=True)
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -192,7 +193,7 @@ class Worker:
                     await self._slot.wait()
                     continue
                 reply = await self.client.xreadgroup(
-                    self.config.group, self.worker_id, {self.config.jobs_key(): ">"},
+                    self.config.group, self.worker_id, {self._jobs: ">"},
                     count=free, block=self.config.block_ms,
                 )
                 backoff.reset()
@@ -222,7 +223,7 @@ class Worker:
                 if free <= 0 or self._draining:
                     continue
                 reply = await self.client.xautoclaim(
-                    config.jobs_key(), config.group, self.worker_id,
+                    self._jobs, config.group, self.worker_id,
                     min_idle_time=int(config.claim_idle_s * 1000), start_id="0-0", count=free,
                 )
                 claimed = [e for e in entries(reply[1]) if e[0] not in self._inflight]
@@ -239,12 +240,12 @@ class Worker:
         back would only make the two trade it."""
         config = self.config
         owned = await self.client.xpending_range(
-            config.jobs_key(), config.group, "-", "+", len(self._inflight) + 64,
+            self._jobs, config.group, "-", "+", len(self._inflight) + 64,
             consumername=self.worker_id,
         )
         ids: list[Any] = [e["message_id"] for e in owned if e["message_id"] in self._inflight]
         if ids:
-            await self.client.xclaim(config.jobs_key(), config.group, self.worker_id,
+            await self.client.xclaim(self._jobs, config.group, self.worker_id,
                                      min_idle_time=0, message_ids=ids, justid=True)
 
     async def _sweep_consumers(self) -> None:
@@ -252,12 +253,12 @@ class Worker:
         were claimed), so the group does not grow with every restart."""
         config = self.config
         live = {w.worker_id for w in await registry.live_workers(self.client, config)}
-        for consumer in await self.client.xinfo_consumers(config.jobs_key(), config.group):
+        for consumer in await self.client.xinfo_consumers(self._jobs, config.group):
             name = consumer.get("name")
             name = name.decode() if isinstance(name, bytes) else str(name)
             if (name not in live and name != self.worker_id and consumer.get("pending") == 0
                     and int(consumer.get("idle", 0)) > 1000 * CONSUMER_SWEEP_S):
-                await self.client.xgroup_delconsumer(config.jobs_key(), config.group, name)
+                await self.client.xgroup_delconsumer(self._jobs, config.group, name)
 
     async def _beat_loop(self) -> None:
         while not self._draining:
@@ -283,11 +284,11 @@ class Worker:
                 job = decode_job(fields[b"j"])
             except (WireError, KeyError) as exc:
                 log.warning("dropping bad job %s: %s", entry_id, exc)
-                await self.client.xack(config.jobs_key(), config.group, entry_id)
+                await self.client.xack(self._jobs, config.group, entry_id)
                 continue
             if job.deadline < time.time():
                 # Its gateway stopped waiting; a result would be dropped there.
-                await self.client.xack(config.jobs_key(), config.group, entry_id)
+                await self.client.xack(self._jobs, config.group, entry_id)
                 continue
             jobs.append((entry_id, job))
         if not jobs:
@@ -318,7 +319,7 @@ class Worker:
                                           superseded=True)))
             elif job.kind is DecodeKind.FINAL and wanted:
                 self.skipped += 1  # answered already, by us or a worker that died after
-                await self.client.xack(config.jobs_key(), config.group, entry_id)
+                await self.client.xack(self._jobs, config.group, entry_id)
             elif len(data) != 2 * (job.end - job.start):
                 self._spawn(entry_id, self._answer(
                     entry_id, job, Result(job.job_id, self.worker_id, None,
@@ -370,7 +371,7 @@ class Worker:
             if job.kind is DecodeKind.FINAL and result.result is not None:
                 pipe.set(config.done_key(job.job_id), self.worker_id, nx=True,
                          ex=config.done_ttl_s)
-            pipe.xack(config.jobs_key(), config.group, entry_id)
+            pipe.xack(self._jobs, config.group, entry_id)
             try:
                 await pipe.execute()
                 return
