@@ -5,8 +5,9 @@ refusals, ...) are added only with ``ServerConfig.health_details`` (``--health-d
 since they tell an anonymous caller how loaded the server is. ``/readyz`` is 200 while the
 model is loaded (it is before the port opens), the server is not draining and one more
 session fits; otherwise 503 with the reason, so a load balancer stops sending callers. On a
-cluster gateway the reason says why the cluster cannot take a session (no live worker of
-the model, workers at capacity, Redis unavailable) and the details show the workers.
+cluster gateway ``full`` means the live workers are at capacity and ``unavailable`` that no
+live worker serves the model or Redis is unreachable; ``reason`` says which, in words, and
+the details show the workers.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ from webrtc_stt.hub import SessionHub
 
 
 def not_ready_reason(hub: SessionHub) -> str | None:
-    """Why the hub would refuse a new session now (``draining``, ``full``, or on a cluster
-    gateway why the cluster cannot take it), or None."""
+    """Why the hub would refuse a new session now (``draining``, ``full``; on a cluster
+    gateway also ``unavailable``), or None."""
     if hub.draining:
         return "draining"
     if len(hub) >= hub.config.max_sessions:
         return "full"
     if isinstance(hub, ClusterHub):
         verdict = hub.verdict()
-        return None if verdict.admit else verdict.reason
+        if verdict.admit:
+            return None
+        return "full" if verdict.full else "unavailable"
     cost = hub.session_cost()
     # The same projection admission uses; one session is always let in.
     if len(hub) and cost is not None and cost * (len(hub) + 1) > hub.config.capacity_rtf:
@@ -65,10 +68,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """``GET /readyz``: 200 when new sessions are welcome, else 503 with the reason."""
-    reason = not_ready_reason(request.app[HUB])
+    hub = request.app[HUB]
+    reason = not_ready_reason(hub)
     if reason is None:
         return web.json_response({"status": "ready"})
-    return web.json_response({"status": reason}, status=503)
+    body = {"status": reason}
+    if isinstance(hub, ClusterHub) and reason in ("full", "unavailable"):
+        body["reason"] = hub.verdict().reason  # which workers, or Redis, in words
+    return web.json_response(body, status=503)
 
 
 def setup(app: web.Application) -> None:

@@ -289,7 +289,8 @@ def test_no_worker_means_503(cluster: Cluster) -> None:
     assert not health["admitting"] and health["live_workers"] == 0
     assert "no live worker serves model tiny.en" in health["reason"]
     status, body = gateway.ready()
-    assert (status, body["status"]) == (503, "no live worker serves model tiny.en")
+    assert (status, body) == (503, {"status": "unavailable",
+                                    "reason": "no live worker serves model tiny.en"})
     with pytest.raises(ServerError) as refused:
         stream(gateway)
     assert refused.value.status == 503

@@ -68,6 +68,8 @@ class Verdict:
     free: float
     """Worker capacity left, in workers (sum over live ones of capacity minus busy)."""
     retry_after: int = 5
+    full: bool = False
+    """Refused for load (workers at capacity), not for want of a worker or of Redis."""
 
 
 def admission(
@@ -97,6 +99,6 @@ def admission(
             False,
             f"{len(live)} live worker(s) are at capacity ({free:.2f} free, a session "
             f"needs {need:.2f})",
-            len(live), free, retry,
+            len(live), free, retry, full=True,
         )
     return Verdict(True, f"{len(live)} live worker(s), {free:.2f} free", len(live), free)
