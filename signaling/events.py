@@ -16,8 +16,11 @@ that is answered ``204 No Content``, which tells EventSource to stop reconnectin
 lines keep idle connections open through proxies.
 
 Sessions that ended stay readable for a while (``HubConfig.ended_retention_s``), so a late
-client still gets the finals; after that the answer is 404. The session id is the only
-credential: it is unguessable and only known to whoever created the session.
+client still gets the finals; after that the answer is 404. On a cluster gateway
+(``REMOTE_EVENTS``) a session run by another gateway, or by one that died, is read from
+Redis with the same rules; if its gateway died, ``end`` carries ``"reason": "gateway_lost"``.
+The session id is the only credential: it is unguessable and only known to whoever created
+the session.
 """
 
 from __future__ import annotations
