@@ -32,14 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.metrics import Clip, load_manifest
+from bench.harness.corpus import Clip, load_manifest, manifest_path
 from client.transcribe import ServerError, Transcript, transcribe
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.audio.resample import Samples, load_audio
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / (
-    "manifest.jsonl"
-)
+DEFAULT_MANIFEST = manifest_path("speech")
 DEFAULT_IDS = (
     "1089-134686-0000", "1089-134691-0001", "1221-135766-0001", "1995-1837-0001",
     "1688-142285-0000", "jfk", "LJ001-0021", "LJ001-0025", "arctic_a0024",

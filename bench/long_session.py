@@ -57,9 +57,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from bench.harness.corpus import Clip, load_set
 from bench.metrics import corpus_wer, percentile
-from tests.data import clip
-from tests.fakes import ScriptedDecoder
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.asr.engine import Engine, EngineLoad, LocalEngine
 from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
@@ -68,6 +67,7 @@ from webrtc_stt.audio.resample import Samples, load_audio
 from webrtc_stt.config import SessionConfig
 from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.session import Session
+from webrtc_stt.testing import ScriptedDecoder
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
@@ -118,9 +118,14 @@ class LoopedAudio:
         self.loop_length = len(self.audio)
 
     @classmethod
+    def of(cls, clips: Sequence[Clip], gap_s: float) -> LoopedAudio:
+        """These clips, decoded."""
+        return cls([(c.id, c.text, load_audio(c.audio)) for c in clips], gap_s)
+
+    @classmethod
     def standard(cls, gap_s: float) -> LoopedAudio:
         """The speech set's long-form clips."""
-        return cls([(c.id, c.text, load_audio(c.audio)) for c in map(clip, CLIPS)], gap_s)
+        return cls.of(load_set("speech", CLIPS), gap_s)
 
     def read(self, position: int, count: int) -> Samples:
         """Up to ``count`` samples from stream ``position``, not crossing a loop's end."""
@@ -208,14 +213,6 @@ class TimedEngine:
 
     def forget(self, session_key: str) -> None:
         self._inner.forget(session_key)
-
-
-class QuietScriptedDecoder(ScriptedDecoder):
-    """The tests' scripted decoder without its record of calls, which would keep every
-    request's audio for the whole run."""
-
-    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
-        return [self._decode(r) for r in requests]
 
 
 # -- the session's buffers ---------------------------------------------------------------
@@ -875,7 +872,7 @@ async def _main(args: argparse.Namespace) -> Report:
     engine: LocalEngine
     text_filter: TextFilter | None = None
     if args.scripted:
-        engine = LocalEngine(QuietScriptedDecoder())
+        engine = LocalEngine(ScriptedDecoder(record=False))
     else:
         from signaling.config import ServerConfig
         from signaling.server import build_engine

@@ -48,7 +48,7 @@ from bench.capacity import (
     write_json,
 )
 from bench.capacity_client import DEFAULT_IDS, DEFAULT_MANIFEST, playlist
-from bench.metrics import load_manifest
+from bench.harness.corpus import load_manifest
 from signaling.config import ServerConfig
 from signaling.server import start_server
 from webrtc_stt import SAMPLE_RATE

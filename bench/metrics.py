@@ -7,27 +7,22 @@ through Whisper's English normalizer, then jiwer aligns words over the whole cor
 
 from __future__ import annotations
 
-import json
 import math
 import string
-import wave
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
-from pathlib import Path
 
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
 
 __all__ = [
-    "Clip",
     "FlickerStats",
     "LatencyStats",
     "WerResult",
     "corpus_wer",
     "flicker",
-    "load_manifest",
     "normalize",
     "percentile",
 ]
@@ -84,61 +79,6 @@ def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> WerResult:
         insertions=insertions,
         ref_words=ref_words,
     )
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One manifest entry: a mono WAV file and its reference transcript."""
-
-    id: str
-    audio: Path
-    text: str
-    seconds: float
-    kind: str
-    sample_rate: int
-
-
-def load_manifest(path: Path | str, ids: Iterable[str] | None = None) -> list[Clip]:
-    """Read a JSON-lines manifest; audio paths resolve relative to the manifest's folder.
-
-    ``sample_rate`` is read from the WAV header, since the manifest only records the rate
-    of the original recording (``orig_sample_rate``) before it was converted. With ``ids``,
-    the clips come back in that order and an unknown id raises ``KeyError``; without, in
-    manifest order.
-    """
-    manifest = Path(path)
-    clips: dict[str, Clip] = {}
-    with manifest.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            if not isinstance(entry, dict):
-                raise ValueError(f"{manifest}:{number}: not a JSON object")
-            clip_id = str(entry["id"])
-            if clip_id in clips:
-                raise ValueError(f"{manifest}:{number}: duplicate id {clip_id!r}")
-            audio = (manifest.parent / str(entry["audio"])).resolve()
-            clips[clip_id] = Clip(
-                id=clip_id,
-                audio=audio,
-                text=str(entry["text"]),
-                seconds=float(entry["seconds"]),
-                kind=str(entry.get("kind", "utterance")),
-                sample_rate=_wav_rate(audio),
-            )
-    if ids is None:
-        return list(clips.values())
-    wanted = list(ids)
-    missing = [i for i in wanted if i not in clips]
-    if missing:
-        raise KeyError(f"not in {manifest}: {', '.join(missing)}")
-    return [clips[i] for i in wanted]
-
-
-def _wav_rate(path: Path) -> int:
-    with wave.open(str(path), "rb") as wav:
-        return wav.getframerate()
 
 
 def percentile(values: Sequence[float], q: float) -> float:

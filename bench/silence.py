@@ -24,11 +24,11 @@ import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from bench.harness.corpus import Clip, load_set
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.asr.engine import Engine, EngineLoad
 from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
@@ -38,13 +38,11 @@ from webrtc_stt.config import SessionConfig
 from webrtc_stt.events import Event, Final, Partial, SpeechStart
 from webrtc_stt.session import Session
 
-SPEECH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 FRAME = SAMPLE_RATE // 50
 """20 ms, what WebRTC delivers."""
 SECONDS = 60.0
-ROOM_UTTERANCES = (("jfk.wav", "And so, my fellow Americans, ask not what your country can "
-                    "do for you, ask what you can do for your country."),
-                   ("1089-134691-0000.wav", "HE COULD WAIT NO LONGER"))
+ROOM_UTTERANCES = ("jfk", "1089-134691-0000")
+"""Clips of the ``speech`` set spoken into the room noise."""
 ROOM_GAP_S = 20.0
 DECODE_TIMEOUT_S = 120.0
 
@@ -132,15 +130,15 @@ def room_with_utterances(
                   tuple(text for _, text in utterances))
 
 
-def standard_signals(speech_dir: Path = SPEECH_DIR, seconds: float = SECONDS) -> list[Signal]:
-    """The five signals of the "never invent words" check."""
-    utterances = [(load_audio(speech_dir / name), text) for name, text in ROOM_UTTERANCES]
+def standard_signals(utterances: Sequence[Clip], seconds: float = SECONDS) -> list[Signal]:
+    """The five signals of the "never invent words" check, the room holding ``utterances``."""
+    spoken = [(load_audio(c.audio), c.text) for c in utterances]
     return [
         Signal("digital silence", silence(seconds)),
         Signal("white noise -30 dBFS", white_noise(seconds)),
         Signal("pink noise -30 dBFS", pink_noise(seconds)),
         Signal("440 Hz tone -12 dBFS", tone(seconds)),
-        room_with_utterances(utterances, seconds),
+        room_with_utterances(spoken, seconds),
     ]
 
 
@@ -308,7 +306,7 @@ async def _run_all(model: str, seconds: float,
     engine = await asyncio.to_thread(build_engine, ServerConfig(engine=engine_config))
     runs: list[NoiseRun] = []
     try:
-        for signal in standard_signals(seconds=seconds):
+        for signal in standard_signals(load_set("speech", ROOM_UTTERANCES), seconds):
             run = await run_signal(engine, signal,
                                    text_filter=TextFilter.from_engine(engine_config))
             report(run)

@@ -63,12 +63,13 @@ import aiohttp
 import numpy as np
 import psutil
 
-from bench.metrics import Clip, LatencyStats, WerResult, corpus_wer, flicker, load_manifest
+from bench.harness.corpus import Clip, load_manifest, manifest_path
+from bench.metrics import LatencyStats, WerResult, corpus_wer, flicker
 from client.transcribe import Received, ServerError, Transcript, transcribe
 from webrtc_stt.audio.resample import Samples, load_audio
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "speech" / "manifest.jsonl"
+DEFAULT_MANIFEST = manifest_path("speech")
 RESULTS_DIR = REPO / "bench" / "results"
 TELEPHONY_DIR = "telephony_8k"
 """Folder beside the manifest with native 8 kHz copies of clips recorded at 8 kHz."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.stream_quality import main
-from tests.data import SPEECH_DIR
+from tests.data import FIXTURE_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
@@ -36,7 +36,7 @@ SUMMARY_FIELDS = {
 def test_bench_reports_every_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report.json"
     code = main([
-        "--manifest", str(SPEECH_DIR / "manifest.jsonl"), "--ids", CLIP,
+        "--manifest", str(FIXTURE_DIR / "manifest.jsonl"), "--ids", CLIP,
         "--json", str(out), "--no-warmup",
     ])
     assert code == 0

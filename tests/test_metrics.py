@@ -10,20 +10,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.metrics import (
+from bench.harness.corpus import (
+    SPEECH_DIR_ENV,
+    SPEECH_WIDE_DIR_ENV,
+    UNCATEGORISED,
     Clip,
+    by_category,
+    load_manifest,
+    load_set,
+    set_dir,
+)
+from bench.metrics import (
     FlickerStats,
     LatencyStats,
     WerResult,
     corpus_wer,
     flicker,
-    load_manifest,
     normalize,
     percentile,
 )
-
-SHARED_MANIFEST = Path("/work/shared/data/speech/manifest.jsonl")
-
+from tests.data import FIXTURE_DIR, as_wav, clip, fixtures, speech_set
+from webrtc_stt.audio.resample import load_audio
 
 # --- normalization and WER --------------------------------------------------------------
 
@@ -88,8 +95,10 @@ def _write_wav(path: Path, rate: int, seconds: float) -> None:
 
 def _write_manifest(folder: Path) -> Path:
     (folder / "audio").mkdir()
+    (folder / "telephony_8k" / "audio").mkdir(parents=True)
     _write_wav(folder / "audio" / "a.wav", 16000, 0.5)
-    _write_wav(folder / "audio" / "b.wav", 8000, 0.25)
+    _write_wav(folder / "audio" / "b.wav", 16000, 0.25)
+    _write_wav(folder / "telephony_8k" / "audio" / "b.wav", 8000, 0.25)
     manifest = folder / "manifest.jsonl"
     entries = [
         {"id": "a", "audio": "audio/a.wav", "text": "Alpha.", "seconds": 0.5, "kind": "utterance"},
@@ -99,7 +108,10 @@ def _write_manifest(folder: Path) -> Path:
             "text": "Beta",
             "seconds": 0.25,
             "kind": "longform",
-            "orig_sample_rate": 44100,
+            "orig_sample_rate": 8000,
+            "category": "telephony",
+            "license": "CC0 1.0",
+            "source": "somewhere",
         },
     ]
     manifest.write_text("\n".join(json.dumps(e) for e in entries) + "\n\n", encoding="utf-8")
@@ -109,9 +121,13 @@ def _write_manifest(folder: Path) -> Path:
 def test_load_manifest(tmp_path: Path) -> None:
     clips = load_manifest(_write_manifest(tmp_path))
     assert clips == [
-        Clip("a", (tmp_path / "audio" / "a.wav").resolve(), "Alpha.", 0.5, "utterance", 16000),
-        Clip("b", (tmp_path / "audio" / "b.wav").resolve(), "Beta", 0.25, "longform", 8000),
+        Clip("a", (tmp_path / "audio" / "a.wav").resolve(), "Alpha.", 0.5, "utterance",
+             UNCATEGORISED, 16000, None, "", ""),
+        Clip("b", (tmp_path / "audio" / "b.wav").resolve(), "Beta", 0.25, "longform",
+             "telephony", 8000, (tmp_path / "telephony_8k" / "audio" / "b.wav").resolve(),
+             "CC0 1.0", "somewhere"),
     ]
+    assert list(by_category(clips)) == [UNCATEGORISED, "telephony"]
 
 
 def test_load_manifest_ids_select_and_order(tmp_path: Path) -> None:
@@ -130,15 +146,68 @@ def test_load_manifest_rejects_duplicate_ids(tmp_path: Path) -> None:
         load_manifest(manifest)
 
 
-@pytest.mark.skipif(not SHARED_MANIFEST.exists(), reason="shared speech data not present")
-def test_shared_manifest_loads() -> None:
-    clips = load_manifest(SHARED_MANIFEST)
-    assert len(clips) >= 20
-    assert len({c.id for c in clips}) == len(clips)
-    jfk = load_manifest(SHARED_MANIFEST, ids=["jfk"])[0]
-    assert jfk.audio.is_file() and jfk.sample_rate == 16000
+def test_one_setting_finds_both_sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SPEECH_WIDE_DIR_ENV, raising=False)
+    monkeypatch.setenv(SPEECH_DIR_ENV, str(tmp_path / "speech"))
+    assert set_dir("speech") == tmp_path / "speech"
+    assert set_dir("speech-wide") == tmp_path / "speech-wide"
+    monkeypatch.setenv(SPEECH_WIDE_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert set_dir("speech-wide") == tmp_path / "elsewhere"
+    with pytest.raises(FileNotFoundError, match=SPEECH_DIR_ENV):
+        load_set("speech")
+    with pytest.raises(ValueError, match="unknown speech set"):
+        set_dir("nope")
+
+
+def test_bundled_clips_are_complete_and_redistributable() -> None:
+    clips = fixtures()
+    ids = {c.id for c in clips}
+    assert {"jfk", "1089-134691-0000", "1089-134691-0001", "1221-135766-0001"} <= ids
+    assert {"telephony", "noisy", "short-command"} <= {c.category for c in clips}
+    for c in clips:
+        assert c.audio.is_file() and c.audio.suffix == ".flac", c.id
+        assert c.text and c.source and c.license, c.id
+        assert "NC" not in c.license, f"{c.id}: non-commercial licence"
+    assert any(c.audio_8k is not None for c in clips if c.category == "telephony")
+    assert sum(c.audio.stat().st_size for c in clips) < 4 * 2**20
+
+
+def test_clip_prefers_the_bundled_copy() -> None:
+    jfk = clip("jfk")
+    assert jfk.audio.parent == FIXTURE_DIR
     assert jfk.text.startswith("And so, my fellow Americans")
+
+
+def test_an_absent_set_skips_or_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SPEECH_DIR_ENV, str(tmp_path / "none"))
+    monkeypatch.delenv(SPEECH_WIDE_DIR_ENV, raising=False)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="not bundled"):
+        clip("not-bundled-anywhere")
+    assert clip("jfk").audio.parent == FIXTURE_DIR
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="speech set 'speech-wide' not found"):
+        speech_set("speech-wide")
+
+
+def test_as_wav_keeps_the_samples(tmp_path: Path) -> None:
+    source = clip("1089-134691-0000").audio
+    copy = as_wav(source, tmp_path)
+    with wave.open(str(copy), "rb") as wav:
+        assert (wav.getsampwidth(), wav.getnchannels(), wav.getframerate()) == (2, 1, 16000)
+    assert np.array_equal(load_audio(copy), load_audio(source))
+
+
+def test_full_speech_set_loads() -> None:
+    clips = speech_set("speech")
+    assert len(clips) >= 20
+    jfk = next(c for c in clips if c.id == "jfk")
+    assert jfk.audio.is_file()
     assert {c.kind for c in clips} <= {"utterance", "longform"}
+    wide = speech_set("speech-wide")
+    assert "telephony" in by_category(wide)
 
 
 # --- latency ----------------------------------------------------------------------------
