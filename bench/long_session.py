@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import math
@@ -49,7 +48,7 @@ import string
 import sys
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -57,10 +56,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from bench.harness.clock import CHUNK, DECODE_TIMEOUT_S, ObservedEngine, drive
 from bench.harness.corpus import Clip, load_set
 from bench.metrics import corpus_wer, percentile
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine, EngineLoad, LocalEngine
+from webrtc_stt.asr.engine import Engine, LocalEngine
 from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples, load_audio
@@ -72,8 +72,6 @@ from webrtc_stt.testing import ScriptedDecoder
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 CLIPS = ("LJ001-0001_0017_longform", "earnings22_4482311_3_62")
-CHUNK = SAMPLE_RATE // 50
-"""20 ms, what WebRTC delivers."""
 MINUTE = 60 * SAMPLE_RATE
 WARMUP_MINUTES = 1
 REPEAT_WORDS = 6
@@ -81,7 +79,6 @@ REPEAT_WORDS = 6
 REPEAT_EXAMPLES = 20
 BLOCK_MINUTES = 5
 """Rows of the printed table."""
-DECODE_TIMEOUT_S = 300.0
 CALIBRATION_S = 6.0
 """Audio of the fixed final decode timed every minute, about a typical final's."""
 CALIBRATION_RUNS = 3
@@ -183,36 +180,6 @@ class DecodeLog:
     def mean_ms(self, indices: np.ndarray) -> float | None:
         """Mean wall milliseconds of the selected decodes."""
         return float(np.mean(np.asarray(self.wall_s)[indices])) * 1000 if len(indices) else None
-
-
-class TimedEngine:
-    """An :class:`Engine` wrapper that times every decode in wall-clock seconds."""
-
-    def __init__(self, inner: Engine, position: Callable[[], int]) -> None:
-        self._inner = inner
-        self._position = position
-        self.log = DecodeLog()
-
-    @property
-    def model_name(self) -> str:
-        return self._inner.model_name
-
-    @property
-    def multilingual(self) -> bool:
-        return self._inner.multilingual
-
-    async def decode(self, request: DecodeRequest) -> DecodeResult:
-        position = self._position()
-        started = time.perf_counter()
-        result = await self._inner.decode(request)
-        self.log.add(position, request.kind, request.seconds, time.perf_counter() - started)
-        return result
-
-    def load(self) -> EngineLoad:
-        return self._inner.load()
-
-    def forget(self, session_key: str) -> None:
-        self._inner.forget(session_key)
 
 
 # -- the session's buffers ---------------------------------------------------------------
@@ -561,18 +528,18 @@ async def run_long_session(
     config = config or SessionConfig()
     config = replace(config, streaming=replace(config.streaming, adaptive_cadence=False))
     session: Session
-    timed = TimedEngine(engine, lambda: session.position)
-    session = Session("long", timed, config=config, text_filter=text_filter)
+    log = DecodeLog()
+
+    def on_decode(request: DecodeRequest, _: DecodeResult, wall_s: float) -> None:
+        # The clock stands still while a decode runs: the position now is the one it
+        # was asked at.
+        log.add(session.position, request.kind, request.seconds, wall_s)
+
+    session = Session("long", ObservedEngine(engine, on_decode), config=config,
+                      text_filter=text_filter)
     tracker = Tracker(feed, check_tail=not scripted)
-    subscription = session.events.subscribe()
-
-    async def consume() -> None:
-        async for envelope in subscription:
-            tracker.on_event(session.position, envelope)
-
     total = int(minutes * MINUTE)
     rows: list[MinuteStats] = []
-    log = timed.log
     logged = 0
     maxima = _Maxima()
     rss_start = _rss_mb()
@@ -580,65 +547,63 @@ async def run_long_session(
     started = minute_started = time.perf_counter()
     finals_before = 0
     latency_before = 0
-    consumer = asyncio.create_task(consume())
-    session.start()
-    try:
-        position = 0
+
+    position = 0  # samples fed so far: the minute boundaries are counted on it
+
+    def pieces() -> Iterator[Samples]:
+        nonlocal position
         while position < total:
             next_minute = (position // MINUTE + 1) * MINUTE
             chunk = feed.read(position, min(CHUNK, total - position, next_minute - position))
-            session.push_audio(chunk)
             position += len(chunk)
-            await asyncio.wait_for(session.settle(), DECODE_TIMEOUT_S)
-            await asyncio.sleep(0)  # let the consumer see what was published
-            internals = probe(session)
-            maxima.see(internals)
-            if position % MINUTE and position < total:
-                continue
-            now = time.perf_counter()
-            gc.collect()  # count live objects, not garbage waiting for the collector
-            load = engine.load()
-            partial = log.select(DecodeKind.PARTIAL, since=logged)
-            final = log.select(DecodeKind.FINAL, since=logged)
-            latencies = [s for _, s in tracker.endpoint_latency[latency_before:]]
-            row = MinuteStats(
-                minute=math.ceil(position / MINUTE),
-                wall_s=round(now - minute_started, 3),
-                rss_mb=round(_rss_mb(), 2),
-                python_objects=len(gc.get_objects()),
-                partial_decodes=len(partial),
-                partial_decode_ms=_round(log.mean_ms(partial), 2),
-                final_decodes=len(final),
-                final_decode_ms=_round(log.mean_ms(final), 2),
-                final_decode_audio_s=_round(
-                    _mean([log.audio_s[i] for i in final]), 2),
-                finals=tracker.finals - finals_before,
-                endpoint_latency_s=_round(_mean(latencies), 3),
-                audio_held_s=maxima.held / SAMPLE_RATE,
-                audio_needed_s=maxima.needed / SAMPLE_RATE,
-                audio_capacity_s=maxima.capacity / SAMPLE_RATE,
-                event_history=internals.event_history,
-                prompt_chars=internals.prompt_chars,
-                owed_finals=internals.owed_finals,
-                engine_waiting=load.waiting_finals + load.waiting_partials,
-                calibration_ms=round(await _calibrate(engine, feed), 2),
-            )
-            rows.append(row)
-            if on_minute is not None:
-                on_minute(row, internals)
-            maxima = _Maxima()
-            logged = len(log)
-            finals_before = tracker.finals
-            latency_before = len(tracker.endpoint_latency)
-            minute_started = time.perf_counter()
+            yield chunk
         tracker.feed_ended = True
-        await session.finish(timeout=DECODE_TIMEOUT_S)
-        await asyncio.wait_for(consumer, 30)
-    finally:
-        await session.close()
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
+
+    async def after_chunk() -> None:
+        nonlocal maxima, logged, finals_before, latency_before, minute_started
+        internals = probe(session)
+        maxima.see(internals)
+        if position % MINUTE and position < total:
+            return
+        now = time.perf_counter()
+        gc.collect()  # count live objects, not garbage waiting for the collector
+        load = engine.load()
+        partial = log.select(DecodeKind.PARTIAL, since=logged)
+        final = log.select(DecodeKind.FINAL, since=logged)
+        latencies = [s for _, s in tracker.endpoint_latency[latency_before:]]
+        row = MinuteStats(
+            minute=math.ceil(position / MINUTE),
+            wall_s=round(now - minute_started, 3),
+            rss_mb=round(_rss_mb(), 2),
+            python_objects=len(gc.get_objects()),
+            partial_decodes=len(partial),
+            partial_decode_ms=_round(log.mean_ms(partial), 2),
+            final_decodes=len(final),
+            final_decode_ms=_round(log.mean_ms(final), 2),
+            final_decode_audio_s=_round(
+                _mean([log.audio_s[i] for i in final]), 2),
+            finals=tracker.finals - finals_before,
+            endpoint_latency_s=_round(_mean(latencies), 3),
+            audio_held_s=maxima.held / SAMPLE_RATE,
+            audio_needed_s=maxima.needed / SAMPLE_RATE,
+            audio_capacity_s=maxima.capacity / SAMPLE_RATE,
+            event_history=internals.event_history,
+            prompt_chars=internals.prompt_chars,
+            owed_finals=internals.owed_finals,
+            engine_waiting=load.waiting_finals + load.waiting_partials,
+            calibration_ms=round(await _calibrate(engine, feed), 2),
+        )
+        rows.append(row)
+        if on_minute is not None:
+            on_minute(row, internals)
+        maxima = _Maxima()
+        logged = len(log)
+        finals_before = tracker.finals
+        latency_before = len(tracker.endpoint_latency)
+        minute_started = time.perf_counter()
+
+    await drive(session, pieces(), tracker.on_event, after_chunk=after_chunk,
+                timeout=DECODE_TIMEOUT_S)
     wall = time.perf_counter() - started
     loops = _loops(feed, tracker, log, total, scripted)
     return Report(
