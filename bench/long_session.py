@@ -44,7 +44,6 @@ import gc
 import json
 import math
 import platform
-import string
 import sys
 import time
 from array import array
@@ -58,7 +57,15 @@ import psutil
 
 from bench.harness.clock import CHUNK, DECODE_TIMEOUT_S, ObservedEngine, drive
 from bench.harness.corpus import Clip, load_set
-from bench.metrics import corpus_wer, percentile
+from bench.metrics import (
+    corpus_wer,
+    mean,
+    percentile,
+    repeated_run,
+    slope,
+    tail_overlap,
+    words_of,
+)
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.asr.engine import Engine, LocalEngine
 from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
@@ -221,35 +228,6 @@ def probe(session: Session) -> Internals:
     )
 
 
-# -- repeated text -----------------------------------------------------------------------
-
-_PUNCTUATION = string.punctuation + "“”‘’«»…—–"
-
-
-def words_of(text: str) -> list[str]:
-    """Words without case and surrounding punctuation."""
-    words = (w.strip(_PUNCTUATION).casefold() for w in text.split())
-    return [w for w in words if w]
-
-
-def repeated_run(words: Sequence[str], min_words: int = REPEAT_WORDS) -> str | None:
-    """A run of at least ``min_words`` words said twice in a row ("a b c a b c"), if any."""
-    n = len(words)
-    for size in range(min_words, n // 2 + 1):
-        for i in range(n - 2 * size + 1):
-            if words[i : i + size] == words[i + size : i + 2 * size]:
-                return " ".join(words[i : i + size])
-    return None
-
-
-def tail_overlap(previous: Sequence[str], words: Sequence[str]) -> int:
-    """Length of the longest run that ends ``previous`` and starts ``words``."""
-    for k in range(min(len(previous), len(words)), 0, -1):
-        if list(previous[-k:]) == list(words[:k]):
-            return k
-    return 0
-
-
 # -- following the event stream ----------------------------------------------------------
 
 
@@ -339,7 +317,7 @@ class Tracker:
             self.empty_finals += 1
             return
         at_s = final.start / SAMPLE_RATE
-        run = repeated_run(words)
+        run = repeated_run(words, REPEAT_WORDS)
         if run is not None:
             self._repeat(Repeat(at_s, "within", run))
         overlap = tail_overlap(self._previous_words, words)
@@ -481,17 +459,6 @@ class Report:
     per_loop: list[LoopStats] = field(default_factory=list)
 
 
-def slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """Least-squares slope of ``ys`` over ``xs``; None without two distinct x."""
-    if len(xs) < 2 or len(set(xs)) < 2:
-        return None
-    return float(np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)[0])
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
 def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
@@ -581,9 +548,9 @@ async def run_long_session(
             final_decodes=len(final),
             final_decode_ms=_round(log.mean_ms(final), 2),
             final_decode_audio_s=_round(
-                _mean([log.audio_s[i] for i in final]), 2),
+                mean([log.audio_s[i] for i in final]), 2),
             finals=tracker.finals - finals_before,
-            endpoint_latency_s=_round(_mean(latencies), 3),
+            endpoint_latency_s=_round(mean(latencies), 3),
             audio_held_s=maxima.held / SAMPLE_RATE,
             audio_needed_s=maxima.needed / SAMPLE_RATE,
             audio_capacity_s=maxima.capacity / SAMPLE_RATE,
@@ -661,7 +628,7 @@ def _loops(feed: LoopedAudio, tracker: Tracker, log: DecodeLog, total: int,
             ref_words=None if wer is None else wer.ref_words,
             final_decode_ms=_round(log.mean_ms(log.select(DecodeKind.FINAL, lo, hi)), 2),
             partial_decode_ms=_round(log.mean_ms(log.select(DecodeKind.PARTIAL, lo, hi)), 2),
-            endpoint_latency_s=_round(_mean(latencies), 3),
+            endpoint_latency_s=_round(mean(latencies), 3),
         ))
     return out
 
@@ -686,7 +653,7 @@ def _summarize(rows: Sequence[MinuteStats], loops: Sequence[LoopStats], tracker:
     timed = [r for r in settled if r.final_decode_ms is not None and r.calibration_ms > 0]
     ratios = [(r.final_decode_ms or 0.0) / r.calibration_ms for r in timed]
     relative = slope([r.minute / 60 for r in timed], ratios)
-    relative_pct = None if relative is None else relative / (_mean(ratios) or 1.0) * 100
+    relative_pct = None if relative is None else relative / (mean(ratios) or 1.0) * 100
     calibration = [r.calibration_ms for r in settled]
     partial_ms, partial_slope = fit(DecodeKind.PARTIAL)
     endpoint = [s for _, s in tracker.endpoint_latency]
@@ -709,7 +676,7 @@ def _summarize(rows: Sequence[MinuteStats], loops: Sequence[LoopStats], tracker:
         final_decode_ms=final_ms,
         final_decode_slope_ms_per_h=final_slope,
         final_decode_relative_slope_pct_per_h=_round(relative_pct, 2),
-        calibration_ms=_round(_mean(calibration), 2),
+        calibration_ms=_round(mean(calibration), 2),
         calibration_slope_ms_per_h=_round(slope([r.minute / 60 for r in settled],
                                                 calibration), 3),
         partial_decode_ms=partial_ms,
@@ -774,12 +741,12 @@ def block_row(rows: Sequence[MinuteStats]) -> str:
     latencies = [r.endpoint_latency_s for r in rows if r.endpoint_latency_s is not None]
     last = rows[-1]
     return (f"{rows[0].minute - 1:>3}-{last.minute:<3} {last.rss_mb:>8.1f} "
-            f"{last.python_objects:>8} {_mean([r.wall_s for r in rows]) or 0:>10.2f} "
+            f"{last.python_objects:>8} {mean([r.wall_s for r in rows]) or 0:>10.2f} "
             f"{partial_ms:>10.1f} {final_ms:>9.1f} {sum(r.finals for r in rows):>6} "
-            f"{_fmt(_mean(latencies), '.3f'):>9} {max(r.audio_held_s for r in rows):>7.1f} "
+            f"{_fmt(mean(latencies), '.3f'):>9} {max(r.audio_held_s for r in rows):>7.1f} "
             f"{max(r.audio_capacity_s for r in rows):>6.1f} "
             f"{max(r.event_history for r in rows):>6} {max(r.prompt_chars for r in rows):>6} "
-            f"{_mean([r.calibration_ms for r in rows]) or 0:>8.1f}")
+            f"{mean([r.calibration_ms for r in rows]) or 0:>8.1f}")
 
 
 def loop_table(loops: Sequence[LoopStats]) -> str:

@@ -10,8 +10,8 @@ import pytest
 
 from bench.capacity import PointResult, capacity, main
 from bench.harness.server import Sample, cpu_between
-from tests.data import FIXTURE_DIR
 from bench.metrics import LatencyStats, WerResult
+from tests.data import FIXTURE_DIR
 
 
 def test_cpu_between_interpolates_samples() -> None:

@@ -28,6 +28,7 @@ from bench.metrics import (
     flicker,
     normalize,
     percentile,
+    strip_brackets,
 )
 from tests.data import FIXTURE_DIR, as_wav, clip, fixtures, speech_set
 from webrtc_stt.audio.resample import load_audio
@@ -47,6 +48,15 @@ def test_normalize_keeps_upstream_quirks() -> None:
     # and a trailing ellipsis leaves a "." token that counts as a word.
     assert normalize("one two") == "12"
     assert normalize("what...") == "what ."
+
+
+def test_references_keep_the_words_in_brackets() -> None:
+    # Whisper's normalizer would drop "(which was printed)" as a non-speech annotation.
+    reference = "the first Bible (which was printed) [at] Mainz"
+    assert strip_brackets(reference) == "the first Bible  which was printed   at  Mainz"
+    assert corpus_wer([reference], ["the first bible which was printed at mainz"]).wer == 0.0
+    # Hypotheses are left alone: a bracketed annotation in them is not speech.
+    assert corpus_wer(["hello"], ["hello [BLANK_AUDIO]"]).wer == 0.0
 
 
 def test_corpus_wer_counts_edits_over_the_corpus() -> None:
