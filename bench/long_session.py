@@ -41,15 +41,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import math
 import platform
 import sys
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +55,7 @@ import psutil
 
 from bench.harness.clock import CHUNK, DECODE_TIMEOUT_S, ObservedEngine, drive
 from bench.harness.corpus import Clip, load_set
+from bench.harness.report import default_path, write_json
 from bench.metrics import (
     corpus_wer,
     mean,
@@ -76,8 +75,6 @@ from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, Speech
 from webrtc_stt.session import Session
 from webrtc_stt.testing import ScriptedDecoder
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 CLIPS = ("LJ001-0001_0017_longform", "earnings22_4482311_3_62")
 MINUTE = 60 * SAMPLE_RATE
 WARMUP_MINUTES = 1
@@ -855,10 +852,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert report.summary is not None
     print(loop_table(report.per_loop))
     print(summary_text(report.summary))
-    out = args.json_out or RESULTS_DIR / f"long_session-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    print(f"report: {out}")
+    write_json(args.json_out or default_path("long_session"), report)
     s = report.summary
     broken = s.repeats + s.overlapping_finals + s.seq_gaps + s.segment_id_gaps
     return 1 if broken else 0

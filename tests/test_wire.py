@@ -11,17 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webrtc_stt import wire
-from webrtc_stt.events import (
-    Envelope,
-    Error,
-    Event,
-    Final,
-    Partial,
-    Ready,
-    SpeechEnd,
-    SpeechStart,
-    Word,
-)
+from webrtc_stt.events import Envelope, Event, Final, SpeechEnd, SpeechStart, Word
+from webrtc_stt.events import Error as ErrorEvent
+from webrtc_stt.events import Partial as PartialEvent
+from webrtc_stt.events import Ready as ReadyEvent
 
 MS = 16
 """Samples per millisecond: the wire carries times to the millisecond."""
@@ -34,12 +27,12 @@ ids = st.integers(min_value=0, max_value=2**31)
 probabilities = st.integers(min_value=0, max_value=10_000).map(lambda n: round(n / 10_000, 4))
 words = st.builds(Word, texts, times, times, probabilities)
 events: st.SearchStrategy[Event] = st.one_of(
-    st.builds(Ready, texts, texts, st.sampled_from([8000, 16000, 48000])),
+    st.builds(ReadyEvent, texts, texts, st.sampled_from([8000, 16000, 48000])),
     st.builds(SpeechStart, ids, times),
-    st.builds(Partial, ids, texts, texts, times, times),
+    st.builds(PartialEvent, ids, texts, texts, times, times),
     st.builds(Final, ids, texts, times, times, st.lists(words, max_size=5).map(tuple), texts),
     st.builds(SpeechEnd, ids, times),
-    st.builds(Error, texts, texts),
+    st.builds(ErrorEvent, texts, texts),
 )
 envelopes = st.builds(Envelope, texts, st.integers(min_value=1, max_value=2**40), events)
 
