@@ -1,4 +1,5 @@
-"""Bench metrics: normalization, corpus WER, manifest, latency percentiles, flicker."""
+"""Bench metrics and harness: normalization, corpus WER, speech sets and bundled clips,
+latency percentiles, flicker, the timeline of a streamed run."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bench.harness.corpus import (
     load_set,
     set_dir,
 )
+from bench.harness.timeline import Timeline
 from bench.metrics import (
     FlickerStats,
     LatencyStats,
@@ -30,8 +32,11 @@ from bench.metrics import (
     percentile,
     strip_brackets,
 )
+from client.transcribe import Received, Transcript
 from tests.data import FIXTURE_DIR, as_wav, clip, fixtures, speech_set
+from webrtc_stt import wire
 from webrtc_stt.audio.resample import load_audio
+from webrtc_stt.events import Envelope, Error, Event, Final, Partial, Ready, SpeechEnd, SpeechStart
 
 # --- normalization and WER --------------------------------------------------------------
 
@@ -307,3 +312,46 @@ def test_flicker_with_one_or_no_partial() -> None:
 def test_flicker_rate_is_finite() -> None:
     stats = flicker([("a", ""), ("b", "")], "b")
     assert math.isfinite(stats.flicker_rate) and stats.flicker_rate == 1.0
+
+
+# --- the timeline of a streamed run -----------------------------------------------------
+
+
+def _transcript(events: list[tuple[float, Event]]) -> Transcript:
+    """A transcript whose audio started at t = 100 s on the client's clock."""
+    received = [Received(wire.to_dict(Envelope("s", k, e)), 100.0 + at)
+                for k, (at, e) in enumerate(events, start=1)]
+    return Transcript("s", received, audio_started_at=100.0, audio_ended_at=103.0,
+                      audio_seconds=3.0)
+
+
+def test_timeline_measures_each_segment_on_the_clients_clock() -> None:
+    s = 16_000
+    timeline = Timeline.of(_transcript([
+        (0.0, Ready("tiny.en", "en", s)),
+        (0.8, SpeechStart(1, s // 2)),
+        (1.2, Partial(1, "", "", s // 2, s)),
+        (1.4, Partial(1, "hello", "", s // 2, 2 * s)),
+        (2.2, SpeechEnd(1, 2 * s)),
+        (2.6, Final(1, "Hello.", s // 2, 2 * s, (), "en")),
+        (2.7, SpeechStart(2, 2 * s + s // 4)),
+        (3.9, Final(2, "", 2 * s + s // 4, 3 * s, (), "en")),
+        (4.0, Error("overloaded", "try later")),
+    ]))
+    first, second = timeline.segments[1], timeline.segments[2]
+    assert first.first_text_latency() == pytest.approx(0.9)  # the empty partial is not text
+    assert first.final_latency() == pytest.approx(0.6)
+    assert first.ended_at_speech_end() and not second.ended_at_speech_end()
+    assert not second.showed_text() and second.first_text_latency() is None
+    assert timeline.final_latencies() == pytest.approx([0.6, 0.9])
+    assert timeline.last_final_at() == pytest.approx(3.9)
+    assert timeline.errors == ("overloaded: try later",)
+    assert [(sid, s.final) for sid, s in timeline.shown] == [
+        (1, False), (1, False), (1, True), (2, True)]
+
+
+def test_messages_that_are_not_events_are_left_out_of_the_timeline() -> None:
+    transcript = _transcript([(0.5, SpeechStart(1, 0))])
+    transcript.events.append(Received({"type": "mark", "name": "m1"}, 101.0))
+    assert [type(e) for _, e in transcript.typed()] == [SpeechStart]
+    assert transcript.events[-1].envelope is None
