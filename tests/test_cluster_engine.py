@@ -175,10 +175,10 @@ async def test_remote_decode_matches_local_and_audio_lands_once(
     sent = 0
     for upto in (16_000, 32_000, 48_000):
         result = await engine.decode(request(DecodeKind.PARTIAL, audio[:upto]))
-        assert result.text == ScriptedDecoder._decode(
+        assert result.text == ScriptedDecoder.decode(
             request(DecodeKind.PARTIAL, audio[:upto])).text
     final = await engine.decode(request(DecodeKind.FINAL, audio, prefix="w0 w1"))
-    local = ScriptedDecoder._decode(request(DecodeKind.FINAL, audio, prefix="w0 w1"))
+    local = ScriptedDecoder.decode(request(DecodeKind.FINAL, audio, prefix="w0 w1"))
     assert final.text == local.text and final.words == local.words
     sent = engine.counters.bytes_sent
     # 4 s of audio is 128 kB as int16; each job message adds well under 1 kB.
