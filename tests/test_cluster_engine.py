@@ -4,6 +4,8 @@ with the scripted decoder below LocalEngine; the subprocess cluster is tests/tes
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -115,6 +117,12 @@ def test_codec_round_trips_and_refuses_other_versions() -> None:
     audio = np.array([0.0, 0.5, -1.0, 1.5], dtype=np.float32)
     back = codec.from_pcm16(codec.to_pcm16(audio))
     assert np.allclose(back, [0.0, 0.5, -1.0, 1.0], atol=1e-4)
+
+
+def test_the_gateway_side_never_imports_the_model() -> None:
+    code = ("import sys, signaling.gateway, webrtc_stt.cluster.hub; "
+            "sys.exit(int(any(m in sys.modules for m in ('faster_whisper', 'ctranslate2'))))")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
 def test_growing_windows_upload_each_sample_once() -> None:
