@@ -359,6 +359,38 @@ async def test_any_start_order(redis_server: RedisServer, config: RedisConfig) -
         await eng.close()
 
 
+async def test_event_log_survives_a_redis_restart(
+    config: RedisConfig, redis_server: RedisServer
+) -> None:
+    client = RedisEngine(config, model="scripted")
+    store = SessionStore(client.client, config)
+    log = EventLog("sid")
+    meta = codec.SessionMeta("sid", "gw", "scripted", time.time())
+    mirror = asyncio.create_task(store.mirror(log, meta))
+    try:
+        log.publish(Ready("scripted", "en", 16_000))
+        log.publish(Final(0, "one", 0, 100, (), "en"))
+        await until_async(lambda: store.meta("sid"), lambda m: m is not None and m[1] == 2)
+        await asyncio.to_thread(redis_server.restart)  # empty
+        log.publish(Final(1, "two", 100, 200, (), "en"))
+        log.close()
+        await asyncio.wait_for(mirror, 10)
+        seen = [item async for item in store.follow(meta, after=0)]
+        assert [s.seq for s in seen if isinstance(s, StoredEvent)] == [1, 2, 3]
+        assert seen[-1] == Ended(EndReason.ENDED)
+        assert await store.transcript("sid") == "one two"
+    finally:
+        mirror.cancel()
+        await client.close()
+
+
+async def until_async(read: object, ok: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok(await read()):  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 async def test_event_log_mirror_resumes_from_any_seq(config: RedisConfig) -> None:
     eng = RedisEngine(config, model="scripted")
     await eng.start()

@@ -9,8 +9,10 @@ session gets the shorter ``ended_ttl_s``.
 
 Drop policy: the mirror follows the log through a bounded subscription. If Redis is slow
 or away long enough for it to fall behind, it resubscribes from the last event written,
-which the log's bounded history replays; only events older than that history are lost
-to resuming clients (the session's own transports still got them).
+which the log's bounded history replays. If Redis comes back empty (restarted without
+persistence), the mirror notices on its next write (the session's hash is new again) and
+writes the whole held history again. Only events older than the log's bounded history
+are lost to resuming clients (the session's own transports still got them).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from webrtc_stt.eventlog import EventLog, SubscriberTooSlow
 from webrtc_stt.events import Envelope, Final
 
 log = logging.getLogger(__name__)
+
+
+class _Lost(Exception):
+    """Redis no longer holds what the mirror wrote (it restarted empty)."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +91,21 @@ class SessionStore:
                 subscription = log_.subscribe(written)
                 try:
                     async for envelope in subscription:
-                        await self._write(meta, envelope)
+                        if await self._write(meta, envelope) and written:
+                            raise _Lost()
                         written = envelope.seq
                         failing_since = None
                 finally:
                     subscription.close()
                 await self._end(meta, written)
                 return
+            except _Lost:
+                # Redis restarted empty: write the session's whole held history again, so a
+                # client resuming from any seq still finds every event.
+                log.info("session %s: redis lost its state; mirroring from the start",
+                         meta.session_id)
+                await self._client.delete(self._config.events_key(meta.session_id))
+                written = 0
             except SubscriberTooSlow:
                 log.info("session %s: event mirror fell behind; replaying", meta.session_id)
             except REDIS_DOWN as exc:
@@ -104,7 +118,8 @@ class SessionStore:
                     return
                 await backoff.sleep()
 
-    async def _write(self, meta: SessionMeta, envelope: Envelope) -> None:
+    async def _write(self, meta: SessionMeta, envelope: Envelope) -> bool:
+        """Write one event; True when the session's metadata was not in Redis before."""
         config = self._config
         sid = envelope.session_id
         pipe = self._client.pipeline(transaction=False)
@@ -115,16 +130,17 @@ class SessionStore:
         pipe.hset(config.session_key(sid),
                   mapping={"meta": encode_session(meta), "last_seq": envelope.seq})
         if isinstance(envelope.event, Final) and envelope.event.text:
-            pipe.append(config.transcript_key(sid), envelope.event.text + " ")
+            # Keyed by seq, so writing an event twice (a retry) changes nothing.
+            pipe.hset(config.transcript_key(sid), str(envelope.seq), envelope.event.text)
             pipe.expire(config.transcript_key(sid), config.session_ttl_s)
         pipe.expire(config.events_key(sid), config.session_ttl_s)
         pipe.expire(config.session_key(sid), config.session_ttl_s)
-        try:
-            await pipe.execute()
-        except redis.exceptions.ResponseError as exc:
-            # A retry of a write that had landed: the entry is there already.
-            if "equal or smaller" not in str(exc):
-                raise
+        replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            # "equal or smaller": a retry of a write that had landed; the entry is there.
+            if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
+                raise reply
+        return bool(replies[1] == 2)  # both fields new: the hash did not exist
 
     async def _end(self, meta: SessionMeta, last_seq: int) -> None:
         config = self._config
@@ -152,9 +168,11 @@ class SessionStore:
             return None
 
     async def transcript(self, session_id: str) -> str:
-        """The committed text of a session's finals."""
-        raw = as_bytes(await self._client.get(self._config.transcript_key(session_id)))
-        return raw.decode().strip() if raw else ""
+        """The committed text of a session's finals, in order."""
+        parts = await self._client.hgetall(self._config.transcript_key(session_id))
+        texts = sorted((int(seq), (as_bytes(text) or b"").decode())
+                       for seq, text in parts.items())
+        return " ".join(text for _seq, text in texts)
 
     async def follow(
         self, meta: SessionMeta, after: int
