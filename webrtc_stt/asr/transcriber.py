@@ -74,6 +74,15 @@ class _Segment:
 
 
 @dataclass(frozen=True)
+class _Spoken:
+    """A final that has text: its audio span (pads included) and its text."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
 class Job:
     """One decode the session should run: the request and what it is for."""
 
@@ -153,6 +162,9 @@ class StreamingTranscriber:
         self._next_id = 1
         self._history: deque[str] = deque()
         self._history_end = -(10**12)
+        self._finals: deque[_Spoken] = deque()
+        """Recent finals with text, oldest first: the acoustic context of the next final."""
+        self._context = int(config.final_context_s * SAMPLE_RATE)
         self._interval = ms_to_samples(config.partial_interval_ms)
         self._first = ms_to_samples(config.first_partial_ms)
         self._early_interval = ms_to_samples(config.early_interval_ms)
@@ -175,7 +187,7 @@ class StreamingTranscriber:
         """Stream audio, 16 kHz mono float32, in order."""
         self._audio.append(samples.astype(np.float32, copy=False))
         if not self.busy:
-            self._audio.release(self.position - PREROLL)
+            self._audio.release(self.position - max(PREROLL, self._context))
 
     def speech_started(self, start: int, onset: int | None = None) -> list[Event]:
         """VAD: speech began at ``onset``; its audio (with the pad) from ``start``."""
@@ -272,29 +284,58 @@ class StreamingTranscriber:
                 return Job(kind, segment.id, decoded_upto, request, cached=result)
         if kind is JobKind.CUT:
             segment.cutting = True
-        return Job(kind, segment.id, upto, self._request(segment, upto, economy))
+        request = self._request(segment, upto, economy, with_context=kind is not JobKind.CUT)
+        return Job(kind, segment.id, upto, request)
 
-    def _request(self, segment: _Segment, upto: int, economy: bool) -> DecodeRequest:
+    def _request(
+        self, segment: _Segment, upto: int, economy: bool, *, with_context: bool = True
+    ) -> DecodeRequest:
+        context = self._context_of(segment, upto) if with_context else ()
+        start = context[0].start if context else segment.start
         return DecodeRequest(
             self._key,
             DecodeKind.FINAL,
-            self._audio.slice(segment.start, upto),
+            self._audio.slice(start, upto),
             prefix=segment.agreement.committed_text(),
-            prompt=self._prompt(segment.start),
+            prompt=self._prompt(start, skip=len(context)),
             language=self._language or segment.language,
             word_timestamps=self._word_timestamps,
+            context=segment.start - start,
+            context_text=" ".join(f.text for f in context),
             economy=economy,
         )
+
+    def _context_of(self, segment: _Segment, upto: int) -> tuple[_Spoken, ...]:
+        """The latest finals whose audio (and the gaps between) fits before the segment.
+
+        Only for a segment that showed text: a noise blip decodes alone, where the
+        no-speech and confidence filters can judge it without the context's speech.
+        """
+        if not self._context or segment.partial_count == 0:
+            return ()
+        # Whisper hears at most 30 s; the window margin and the end pad stay inside it.
+        budget = min(self._context, self._max_window + 3 * SAMPLE_RATE - (upto - segment.start))
+        kept: list[_Spoken] = []
+        for spoken in reversed(self._finals):
+            if spoken.end > segment.start or spoken.start < segment.start - budget:
+                break
+            if spoken.start < self._audio.start:
+                break
+            kept.append(spoken)
+        return tuple(reversed(kept))
 
     def _new_agreement(self) -> LocalAgreement:
         return LocalAgreement(
             self._config.commit_holdback_words, agreement=self._config.commit_agreement
         )
 
-    def _prompt(self, start: int) -> str:
+    def _prompt(self, start: int, *, skip: int = 0) -> str:
+        """Earlier final text before ``start``, leaving out the ``skip`` newest finals
+        (they are decoded as context instead)."""
         if start - self._history_end > self._config.prompt_max_gap_s * SAMPLE_RATE:
             return ""
-        return " ".join(self._history)[-self._config.prompt_max_chars :]
+        history = list(self._history)[: len(self._history) - skip] if skip else self._history
+        return " ".join(history)[-self._config.prompt_max_chars :]
 
     # -- results -----------------------------------------------------------------------
 
@@ -357,7 +398,7 @@ class StreamingTranscriber:
             return []
         assert segment.speech_end is not None
         words = self._words(result, segment.start, segment.onset, segment.speech_end)
-        self._remember(text, segment.end)
+        self._remember(text, segment.start, segment.end)
         return [Final(segment.id, text, segment.onset, segment.speech_end,
                       words if text else (), result.language)]
 
@@ -384,7 +425,7 @@ class StreamingTranscriber:
             text = ""
         final = Final(segment.id, text, segment.onset, cut, tuple(kept) if text else (),
                       result.language)
-        self._remember(text, cut)
+        self._remember(text, segment.start, cut)
         successor = _Segment(self._next_id, cut, cut, self._new_agreement())
         successor.last_partial_at = segment.last_partial_at
         successor.silence_at = segment.silence_at
@@ -404,8 +445,11 @@ class StreamingTranscriber:
             words.append(Word(w.word.strip(), start, end, w.probability))
         return tuple(words)
 
-    def _remember(self, text: str, end: int) -> None:
+    def _remember(self, text: str, start: int, end: int) -> None:
         if text:
+            self._finals.append(_Spoken(start, end, text))
+            while self._finals and self._finals[0].end < end - self._context:
+                self._finals.popleft()
             self._history.append(text)
             while len(self._history) > 1 and sum(map(len, self._history)) > (
                 self._config.prompt_max_chars
@@ -417,7 +461,9 @@ class StreamingTranscriber:
         starts = [s.start for s in self._ended]
         if self._segment is not None:
             starts.append(self._segment.start)
-        self._audio.release(min(starts) if starts else self.position - PREROLL)
+        keep = min(starts) if starts else self.position - PREROLL
+        # The next final may decode over the audio of the finals before it.
+        self._audio.release(min(keep, self.position - self._context))
 
 
 
