@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from signaling.body import BodyError, read_json
-from signaling.keys import HUB
-from webrtc_stt.media.peer import PeerSession
+from signaling.keys import CONFIG, HUB
+from webrtc_stt.ingest.webrtc.peer import PeerSession
 
 
 def _language(options: Any) -> str | None:
@@ -29,7 +29,8 @@ async def post_offer(request: web.Request) -> web.Response:
     if body.get("type") != "offer" or not isinstance(sdp, str):
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
     peer, answer = await PeerSession.answer(
-        request.app[HUB], sdp, language=_language(body.get("options"))
+        request.app[HUB], sdp, language=_language(body.get("options")),
+        ice=request.app[CONFIG].ice,
     )
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 
@@ -39,21 +40,3 @@ async def delete_session(request: web.Request) -> web.Response:
     await request.app[HUB].end(request.match_info["session_id"])
     return web.Response(status=204)
 
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness plus a little load information."""
-    hub = request.app[HUB]
-    load = hub.engine.load()
-    cost = hub.session_cost()
-    return web.json_response(
-        {
-            "status": "ok",
-            "model": hub.engine.model_name,
-            "sessions": len(hub),
-            "engine_busy": round(load.busy_fraction, 3),
-            "waiting_finals": load.waiting_finals,
-            "dropped_partials": load.dropped_partials,
-            "refused": hub.refused,
-            "session_cost": None if cost is None else round(cost, 4),
-        }
-    )

@@ -34,8 +34,8 @@ from signaling.body import BodyError, read_body, require_content_type
 from signaling.errors import error_response
 from signaling.keys import CONFIG, HUB
 from webrtc_stt.errors import SessionNotFound
-from webrtc_stt.media.peer import PeerSession
-from webrtc_stt.media.trickle import (
+from webrtc_stt.ingest.webrtc.peer import PeerSession
+from webrtc_stt.ingest.webrtc.trickle import (
     IceCredentials,
     add_candidates,
     parse_sdpfrag,
@@ -138,7 +138,9 @@ async def post_whip(request: web.Request) -> web.Response:
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BodyError(400, "bad_sdp", "the SDP offer is not UTF-8") from None
-    peer, answer = await PeerSession.answer(request.app[HUB], offer, language=_language(request))
+    peer, answer = await PeerSession.answer(
+        request.app[HUB], offer, language=_language(request), ice=request.app[CONFIG].ice
+    )
     session_id = peer.session.id
     etag = f'"{secrets.token_urlsafe(12)}"'
     request.app[RESOURCES].add(

@@ -8,6 +8,9 @@ Three layers, each usable alone:
 - :class:`Endpointer` is a pure state machine that turns probabilities into
   :data:`VadEvent` values according to :class:`~webrtc_stt.config.VadConfig`.
 
+A session uses them through :mod:`webrtc_stt.speech_gate`, with the model run on the
+shared thread of :mod:`webrtc_stt.vad_worker`.
+
 The model file comes from the ``silero-vad`` package, whose Python code is never
 imported because it imports torch.
 """
@@ -18,7 +21,7 @@ import enum
 import importlib.util
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, TypeAlias
 
@@ -28,6 +31,7 @@ import onnxruntime
 
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.config import VadConfig, ms_to_samples
+from webrtc_stt.integrity import verify_silero_vad
 
 CHUNK_SAMPLES = 512
 """Audio per model step at 16 kHz (32 ms)."""
@@ -52,6 +56,7 @@ def default_model_path() -> Path:
     for location in spec.submodule_search_locations:
         path = Path(location) / "data" / "silero_vad.onnx"
         if path.is_file():
+            verify_silero_vad(path)  # ops: supply chain; IntegrityError on a mismatch
             return path
     raise VadModelError("silero-vad is installed but ships no data/silero_vad.onnx")
 
@@ -233,6 +238,8 @@ class SpeechEnded:
 
     end: int
     speech_end: int = field(default=-1, compare=False)
+    dropped: bool = field(default=False, compare=False)
+    """The caller cleared the utterance (:meth:`Endpointer.discard`): no final decode."""
 
     def __post_init__(self) -> None:
         if self.speech_end < 0:
@@ -256,17 +263,14 @@ class Endpointer:
     below ``neg_threshold`` counts as silence, and once silence has begun only a chunk
     at or above ``threshold`` brings speech back. Utterances are padded by
     ``speech_pad_ms`` before and ``end_pad_ms`` after, never overlapping the previous one and never
-    reaching past the audio seen so far.
+    reaching past the audio seen so far. With ``turn_detection=False`` silence never ends
+    an announced utterance; only :meth:`flush` (the caller's commit) or :meth:`discard` does.
     """
 
-    def __init__(self, config: VadConfig | None = None) -> None:
-        self.config = config if config is not None else VadConfig()
-        self._pad = ms_to_samples(self.config.speech_pad_ms)
-        self._end_pad = ms_to_samples(self.config.end_pad_ms)
-        self._min_speech = ms_to_samples(self.config.min_speech_ms)
-        self._min_silence = ms_to_samples(self.config.min_silence_ms)
-        self._long_speech = ms_to_samples(self.config.long_speech_ms)
-        self._long_min_silence = ms_to_samples(self.config.long_min_silence_ms)
+    def __init__(self, config: VadConfig | None = None, *, turn_detection: bool = True) -> None:
+        self._apply(config if config is not None else VadConfig(), turn_detection)
+        self._next: tuple[VadConfig, bool] | None = None
+        """Settings that take over when the current utterance is over (see reconfigure)."""
         self._position = 0
         self._previous_end = 0
         self._phase = _Phase.SILENCE
@@ -276,6 +280,23 @@ class Endpointer:
         """Samples of speech heard while pending."""
         self._silence_start: int | None = None
         """Where the current run of silence inside an utterance began."""
+
+    def _apply(self, config: VadConfig, turn_detection: bool) -> None:
+        self.config = config
+        self.turn_detection = turn_detection
+        """False: silence never ends an utterance; only :meth:`flush` does (manual turns)."""
+        self._pad = ms_to_samples(config.speech_pad_ms)
+        self._end_pad = ms_to_samples(config.end_pad_ms)
+        self._min_speech = ms_to_samples(config.min_speech_ms)
+        self._min_silence = ms_to_samples(config.min_silence_ms)
+        self._long_speech = ms_to_samples(config.long_speech_ms)
+        self._long_min_silence = ms_to_samples(config.long_min_silence_ms)
+
+    def reconfigure(self, config: VadConfig, *, turn_detection: bool = True) -> None:
+        """Use new settings from the next utterance on (at once when none is open)."""
+        self._next = (config, turn_detection)
+        if self._phase is _Phase.SILENCE:
+            self._take_next()
 
     @property
     def in_speech(self) -> bool:
@@ -319,7 +340,7 @@ class Endpointer:
             if announced:
                 events.append(SpeechResumed())
 
-        if self._silence_start is not None:
+        if self._silence_start is not None and (self.turn_detection or not announced):
             long = self._silence_start - self._start >= self._long_speech
             needed = min(self._min_silence, self._long_min_silence) if long else self._min_silence
             if chunk_end - self._silence_start >= needed:
@@ -348,6 +369,20 @@ class Endpointer:
             end = min(self._silence_start + self._end_pad, position)
         return [self._end(max(end, self._start), max(speech_end, self._start))]
 
+    def discard(self, position: int) -> list[VadEvent]:
+        """The caller drops the utterance: an open one ends right at ``position`` (its
+        ``SpeechEnded`` marked ``dropped``), an unconfirmed one is forgotten, and no later
+        utterance's pad reaches back before ``position``."""
+        self._position = max(self._position, position)
+        events: list[VadEvent] = []
+        if self._phase is _Phase.SPEECH:
+            end = max(position, self._start)
+            events.append(replace(self._end(end, end), dropped=True))
+        else:
+            self._reset_utterance()
+        self._previous_end = max(self._previous_end, self._position)
+        return events
+
     def _end(self, end: int, speech_end: int) -> SpeechEnded:
         self._previous_end = end
         self._reset_utterance()
@@ -358,3 +393,9 @@ class Endpointer:
         self._start = 0
         self._voiced = 0
         self._silence_start = None
+        self._take_next()
+
+    def _take_next(self) -> None:
+        if self._next is not None:
+            self._apply(*self._next)
+            self._next = None
