@@ -375,7 +375,7 @@ class StreamingTranscriber:
         if segment.start - self._history_end > self._config.prompt_max_gap_s * SAMPLE_RATE:
             return primer
         room = budget - len(primer) - (1 if primer else 0)
-        earlier = list(self._history)[: len(self._history) - skip]
+        earlier = list(self._history)[: max(0, len(self._history) - skip)]
         history = " ".join(earlier)[-room:].lstrip() if room > 0 else ""
         return f"{primer} {history}" if primer and history else primer or history
 
