@@ -257,19 +257,28 @@ class StreamingTranscriber:
 
     # -- jobs --------------------------------------------------------------------------
 
-    def next_job(self, *, partial_stretch: float = 1.0, speculate: bool = True) -> Job | None:
+    def next_job(
+        self,
+        *,
+        partial_stretch: float = 1.0,
+        speculate: bool = True,
+        final_economy: bool = False,
+    ) -> Job | None:
         """The most urgent decode now, or None. ``partial_stretch`` > 1 means the engine is
-        under pressure: partials come less often and every decode asks for economy."""
+        under pressure: partials come less often and ask for economy (and commit nothing,
+        so a cheaper partial never binds a final). Finals ask for economy only with
+        ``final_economy``: when the engine truly cannot keep up with them."""
         economy = partial_stretch > 1.0
+        final_economy = final_economy and economy
         if self._ended:
             segment = self._ended[0]
             assert segment.end is not None
             if segment.dropped:
                 language = segment.turn.language or segment.language or ""
                 committed = DecodeResult(segment.agreement.committed_text(), language)
-                request = self._request(segment, segment.start, economy)
+                request = self._request(segment, segment.start, final_economy)
                 return Job(JobKind.FINAL, segment.id, segment.end, request, cached=committed)
-            return self._final_job(segment, JobKind.FINAL, segment.end, economy)
+            return self._final_job(segment, JobKind.FINAL, segment.end, final_economy)
         current = self._segment
         if current is None:
             return None
@@ -277,7 +286,7 @@ class StreamingTranscriber:
         position = self.position
         if position - segment.start >= self._cut_at and not segment.cutting:
             upto = min(position, segment.start + self._max_window)
-            return self._final_job(segment, JobKind.CUT, upto, economy)
+            return self._final_job(segment, JobKind.CUT, upto, final_economy)
         if (
             speculate
             and segment.silence_at is not None
@@ -287,7 +296,7 @@ class StreamingTranscriber:
             # The VAD will end the utterance exactly here unless speech resumes.
             segment.speculation = (-1, _PENDING)
             upto = segment.silence_at + self._end_pad
-            return self._final_job(segment, JobKind.SPECULATIVE, upto, economy)
+            return self._final_job(segment, JobKind.SPECULATIVE, upto, final_economy)
         spoken = position - segment.start
         interval = self._interval if segment.partial_count else self._early_interval
         due = segment.last_partial_at + int(interval * partial_stretch)
@@ -418,7 +427,9 @@ class StreamingTranscriber:
             segment.language = result.language
         window = job.upto - segment.start
         hypothesis = segment.agreement.update(
-            text.split(), commit=window >= self._config.commit_min_window_s * SAMPLE_RATE
+            text.split(),
+            commit=not job.request.economy
+            and window >= self._config.commit_min_window_s * SAMPLE_RATE,
         )
         shown = segment.display.show(hypothesis)
         if shown is None:
