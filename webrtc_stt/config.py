@@ -69,7 +69,7 @@ class StreamingConfig:
     """Silence heard before a speculative final starts. Shorter pauses inside a sentence
     would each cost a full final decode; longer leaves less time to hide the decode in
     ``min_silence_ms``."""
-    commit_agreement: int = 2
+    commit_agreement: int = 3
     """Consecutive decodes that must agree before words are committed."""
     commit_min_window_s: float = 1.5
     """Decodes of a shorter window commit nothing (short windows lack context)."""

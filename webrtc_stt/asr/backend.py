@@ -142,13 +142,14 @@ class WhisperBackend:
             token_lists.append([*context_tokens, *text_tokens])
             if request.word_timestamps and text_tokens:
                 aligned.append(i)
+        echoed: set[int] = set()
         if aligned:
-            self._align(model, tokenizers, requests, encoder_output, frames, token_lists,
-                        [len(c) for c in contexts], aligned, results)
-        return self._without_failed_context(requests, results)
+            echoed = self._align(model, tokenizers, requests, encoder_output, frames,
+                                 token_lists, [len(c) for c in contexts], aligned, results)
+        return self._without_failed_context(requests, results, echoed)
 
     def _without_failed_context(
-        self, requests: Sequence[DecodeRequest], results: list[DecodeResult]
+        self, requests: Sequence[DecodeRequest], results: list[DecodeResult], echoed: set[int]
     ) -> list[DecodeResult]:
         """Decode again, alone, the requests whose acoustic context misled the model.
 
@@ -158,7 +159,7 @@ class WhisperBackend:
         """
         failed = [
             i for i, (r, res) in enumerate(zip(requests, results, strict=True))
-            if r.context and context_misled(r, res)
+            if r.context and (i in echoed or context_misled(r, res))
         ]
         if not failed:
             return results
@@ -258,14 +259,16 @@ class WhisperBackend:
         context_lengths: Sequence[int],
         indices: Sequence[int],
         results: list[DecodeResult],
-    ) -> None:
+    ) -> set[int]:
         """Word times and probabilities from cross-attention (DTW), batched per language.
 
         ``token_lists[i]`` starts with ``context_lengths[i]`` tokens of context text: those
         words are aligned with the rest (the whole audio is one sequence) and then left out.
+        Returns the requests whose decoded words the alignment puts in the context audio.
         """
         from faster_whisper.transcribe import merge_punctuations
 
+        echoed: set[int] = set()
         # One alignment call per start sequence (language): CTranslate2 takes one per batch.
         alignments: dict[int, Any] = {}
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -288,11 +291,10 @@ class WhisperBackend:
                 _words_from_alignment(tok, token_lists[i], alignments[i]), context_lengths[i]
             )
             offset = requests[i].context
-            text = results[i].text
-            if offset:
-                words, text = _heard_in_utterance(
-                    words, len(self._prefix_tokens(tok, requests[i].prefix)), offset, text
-                )
+            if offset and said_in_context(
+                words, len(self._prefix_tokens(tok, requests[i].prefix)), offset
+            ):
+                echoed.add(i)
             merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
             length = len(requests[i].audio) - offset
             decoded = tuple(
@@ -307,13 +309,14 @@ class WhisperBackend:
             )
             r = results[i]
             results[i] = DecodeResult(
-                text=text,
+                text=r.text,
                 language=r.language,
                 words=decoded,
                 avg_logprob=r.avg_logprob,
                 no_speech_prob=r.no_speech_prob,
                 compression_ratio=r.compression_ratio,
             )
+        return echoed
 
 
 def _same_start(prompts: list[list[int]], sots: Sequence[int]) -> list[list[int]]:
@@ -338,36 +341,25 @@ def _drop_context(words: list[dict[str, Any]], context_tokens: int) -> list[dict
     return []
 
 
-def _heard_in_utterance(
-    words: list[dict[str, Any]], prefix_tokens: int, context: int, text: str
-) -> tuple[list[dict[str, Any]], str]:
-    """Drop decoded words that the alignment places in the context audio.
+def said_in_context(words: list[dict[str, Any]], prefix_tokens: int, context: int) -> bool:
+    """Whether a decoded word (past the forced ``prefix``) aligns inside the context audio.
 
     Given the context, the model sometimes says part of it again instead of going on (its
     forced text rarely matches the audio word for word); such words align before the
-    utterance begins. The forced ``prefix`` (committed words) always stays.
+    utterance begins (``context`` samples into the audio).
     """
     boundary = context / SAMPLE_RATE
     seen = 0
-    kept: list[dict[str, Any]] = []
-    dropped = False
     for word in words:
         forced = seen < prefix_tokens
         seen += len(word["tokens"])
-        if forced or (word["start"] + word["end"]) / 2 >= boundary:
-            kept.append(word)
-        else:
-            dropped = True
-    if not dropped:
-        return words, text
-    # An empty word list marks the result as misled (see context_misled).
-    return [], text
+        if not forced and (word["start"] + word["end"]) / 2 < boundary:
+            return True
+    return False
 
 
 def context_misled(request: DecodeRequest, result: DecodeResult) -> bool:
     """Whether a decode with acoustic context said the context again or looped."""
-    if request.word_timestamps and result.text.strip() and not result.words:
-        return True  # words aligned inside the context audio (see _heard_in_utterance)
     own = normalized(result.text).split()
     if compression_ratio(" ".join(own)) > MAX_COMPRESSION_RATIO:
         return True
