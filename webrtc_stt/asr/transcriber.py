@@ -36,6 +36,9 @@ from webrtc_stt.events import Event, Final, Partial, SpeechEnd, SpeechStart, Wor
 PREROLL = SAMPLE_RATE * 2
 _PENDING = DecodeResult("", "")
 """Marks a speculative decode in flight, so only one is started per pause."""
+MAX_DECODE = 28 * SAMPLE_RATE
+"""The most audio one decode gets, context included: Whisper hears 30 s, and the engine's
+window margin (1 s) and rounding stay inside that."""
 # A speculative final is reused when the real end is this close to the end it decoded.
 SPECULATION_TOLERANCE = 1024
 
@@ -208,8 +211,7 @@ class StreamingTranscriber:
     def append(self, samples: np.ndarray) -> None:
         """Stream audio, 16 kHz mono float32, in order."""
         self._audio.append(samples.astype(np.float32, copy=False))
-        if not self.busy:
-            self._audio.release(self.position - max(PREROLL, self._context))
+        self._release()
 
     def speech_started(self, start: int, onset: int | None = None) -> list[Event]:
         """VAD: speech began at ``onset``; its audio (with the pad) from ``start``."""
@@ -360,8 +362,7 @@ class StreamingTranscriber:
         """
         if not self._context or segment.partial_count == 0:
             return ()
-        # Whisper hears at most 30 s; the window margin and the end pad stay inside it.
-        budget = min(self._context, self._max_window + 3 * SAMPLE_RATE - (upto - segment.start))
+        budget = min(self._context, MAX_DECODE - (upto - segment.start))
         kept: list[_Spoken] = []
         for spoken in reversed(self._finals):
             if spoken.end > segment.start or spoken.start < segment.start - budget:
@@ -517,12 +518,17 @@ class StreamingTranscriber:
             self._history_end = end
 
     def _release(self) -> None:
-        starts = [s.start for s in self._ended]
-        if self._segment is not None:
-            starts.append(self._segment.start)
-        keep = min(starts) if starts else self.position - PREROLL
-        # The next final may decode over the audio of the finals before it.
-        self._audio.release(min(keep, self.position - self._context))
+        """Let go of audio no decode can still ask for: each owed or open segment needs its
+        own audio and the context its final may hear; a segment yet to start needs the
+        pre-roll and the context."""
+        position = self.position
+        keep = position - max(PREROLL, self._context)
+        segments = [*self._ended, *([self._segment] if self._segment is not None else [])]
+        for segment in segments:
+            end = segment.end if segment.end is not None else position
+            context = min(self._context, max(0, MAX_DECODE - (end - segment.start)))
+            keep = min(keep, segment.start - context)
+        self._audio.release(keep)
 
 
 
