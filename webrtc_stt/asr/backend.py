@@ -296,6 +296,10 @@ class WhisperBackend:
             ):
                 echoed.add(i)
             merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+            words = [w for w in words if w["word"]]  # merged punctuation leaves empty words
+            text = results[i].text
+            if _drop_unheard_repeat(words, len(requests[i].prefix.split())):
+                text = "".join(w["word"] for w in words).strip()
             length = len(requests[i].audio) - offset
             decoded = tuple(
                 DecodedWord(
@@ -305,11 +309,10 @@ class WhisperBackend:
                     probability=float(w["probability"]),
                 )
                 for w in words
-                if w["word"]
             )
             r = results[i]
             results[i] = DecodeResult(
-                text=r.text,
+                text=text,
                 language=r.language,
                 words=decoded,
                 avg_logprob=r.avg_logprob,
@@ -339,6 +342,29 @@ def _drop_context(words: list[dict[str, Any]], context_tokens: int) -> list[dict
         if seen > context_tokens:
             return words[index:]
     return []
+
+
+UNHEARD_S = 0.02
+"""A word the alignment gives less audio than this was not heard."""
+
+
+def _drop_unheard_repeat(words: list[dict[str, Any]], forced: int) -> bool:
+    """Drop trailing copies of the word before them that the alignment gives no audio.
+
+    On a short utterance in a mostly silent window the model likes to say its last word
+    again ("Zero. Zero.", "1. 2. 3. 3"); the copy gets no frames of its own. Forced
+    (committed) words always stay. Returns whether a word was dropped.
+    """
+    dropped = False
+    while len(words) >= 2 and len(words) > forced:
+        last, before = words[-1], words[-2]
+        if last["end"] - last["start"] >= UNHEARD_S:
+            break
+        if normalized(last["word"]) != normalized(before["word"]):
+            break
+        words.pop()
+        dropped = True
+    return dropped
 
 
 def said_in_context(words: list[dict[str, Any]], prefix_tokens: int, context: int) -> bool:
