@@ -40,7 +40,27 @@ def render_wire_error(code: str, message: str) -> str:
     return wire.encode(Envelope("", 0, Error(code, message)))
 
 
-class PcmFraming:
+class WireOutput:
+    """The sending half the ``/v1/ws`` framings share: our own events as they are."""
+
+    def render(self, envelope: Envelope) -> list[str]:
+        """The event as :mod:`webrtc_stt.wire` JSON."""
+        return render_wire(envelope)
+
+    def render_error(self, code: str, message: str) -> str:
+        """The error event of a stream without a session."""
+        return render_wire_error(code, message)
+
+    def close_code(self, code: str) -> int:
+        """See :data:`~webrtc_stt.ingest.ws.formats.CLOSE_CODES`."""
+        return formats.close_code(code)
+
+    def closing(self) -> list[str]:
+        """Nothing: the close frame says it all."""
+        return []
+
+
+class PcmFraming(WireOutput):
     """Translates one raw stream (see the module docstring); pure, one per connection.
 
     Every violation raises :class:`ProtocolError`; the framing is then in an undefined
@@ -140,22 +160,6 @@ class PcmFraming:
             name = formats.req_str(message, "name")
             return [Reply(json.dumps({"type": "mark", "name": name}), after_audio=True)]
         raise ProtocolError("unknown_message", f"unknown message type {kind!r}")
-
-    def render(self, envelope: Envelope) -> list[str]:
-        """The event as :mod:`webrtc_stt.wire` JSON."""
-        return render_wire(envelope)
-
-    def render_error(self, code: str, message: str) -> str:
-        """The error event of a stream without a session."""
-        return render_wire_error(code, message)
-
-    def close_code(self, code: str) -> int:
-        """See :data:`~webrtc_stt.ingest.ws.formats.CLOSE_CODES`."""
-        return formats.close_code(code)
-
-    def closing(self) -> list[str]:
-        """Nothing: the close frame says it all."""
-        return []
 
     def _start(self, fmt: AudioFormat, language: str | None) -> Started:
         self.format = fmt
