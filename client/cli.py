@@ -68,9 +68,47 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    default=(_env("allow_download", "") or "").lower() in ("1", "true", "yes"),
                    help="allow fetching a model that is not cached locally")
     p.add_argument("--whip-token", default=_env("whip_token"),
-                   help="bearer token required on WHIP requests")
+                   help="one more accepted API key (older name, still honoured)")
+    _auth_args(p)
     p.add_argument("--log-level", default=_env("log_level", "info"))
     p.set_defaults(run=_run_serve, ice_default=ice_default)
+
+
+def _auth_args(p: argparse.ArgumentParser) -> None:
+    """Auth and abuse bounds (see signaling/auth.py and signaling/config.Limits)."""
+    p.add_argument("--api-key", action="append", default=None,
+                   help=f"accepted API key (repeatable; also {ENV_PREFIX}API_KEYS=a,b); "
+                   "needed to serve a non-loopback address")
+    p.add_argument("--api-keys-file", default=_env("api_keys_file"),
+                   help="file with one API key per line (# comments)")
+    p.add_argument("--no-auth", action="store_true",
+                   default=(_env("no_auth", "") or "").lower() in ("1", "true", "yes"),
+                   help="serve a non-loopback address without keys, on purpose")
+    p.add_argument("--token-secret", default=_env("token_secret"),
+                   help="HMAC secret of session tokens (default: random at each start)")
+    p.add_argument("--token-ttl", type=float, default=float(_env("token_ttl", "600") or 600),
+                   help="lifetime of session tokens from POST /v1/tokens, s (default 600)")
+    p.add_argument("--page-token-url", default=_env("page_token_url"),
+                   help="URL the bundled pages fetch a session token from when auth is on")
+    p.add_argument("--allowed-origin", action="append", default=None,
+                   help="origin allowed for CORS and WebSockets (repeatable; default any)")
+    p.add_argument("--max-session-s", type=float,
+                   default=float(_env("max_session_s", "14400") or 14400),
+                   help="end sessions after this many seconds (default 14400; 0 = never)")
+    p.add_argument("--max-sessions-per-key", type=int,
+                   default=int(_env("max_sessions_per_key", "16") or 16))
+    p.add_argument("--max-sessions-per-ip", type=int,
+                   default=int(_env("max_sessions_per_ip", "16") or 16))
+
+
+def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:
+    keys = list(args.api_key or [])
+    keys += [k.strip() for k in (_env("api_keys") or "").split(",") if k.strip()]
+    if args.api_keys_file:
+        with open(args.api_keys_file, encoding="utf-8") as file:
+            keys += [line.strip() for line in file
+                     if line.strip() and not line.lstrip().startswith("#")]
+    return tuple(dict.fromkeys(keys))
 
 
 def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,7 +129,7 @@ def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from signaling.config import ServerConfig
+    from signaling.config import AuthConfig, Limits, ServerConfig
     from signaling.server import serve
     from webrtc_stt.asr.models import ModelLoadError
     from webrtc_stt.hub import HubConfig
@@ -126,8 +164,21 @@ def _run_serve(args: argparse.Namespace) -> int:
             ),
             allow_download=args.allow_download,
             whip_token=args.whip_token,
+            auth=AuthConfig(
+                api_keys=_api_keys(args),
+                no_auth=args.no_auth,
+                token_secret=args.token_secret,
+                token_ttl_s=args.token_ttl,
+                page_token_url=args.page_token_url,
+            ),
+            limits=Limits(
+                allowed_origins=tuple(args.allowed_origin or ("*",)),
+                max_session_s=args.max_session_s,
+                max_sessions_per_key=args.max_sessions_per_key,
+                max_sessions_per_ip=args.max_sessions_per_ip,
+            ),
         )
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"webrtc-stt: {exc}", file=sys.stderr)
         return 2
     try:

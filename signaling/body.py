@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
+from signaling.keys import CONFIG
 from webrtc_stt.errors import SttError
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
+"""Nesting deeper than this is refused before parsing (no request needs more than 3)."""
+MAX_INT_DIGITS = 32
+"""Integers longer than this are refused: int() of a long digit string costs quadratic time."""
 
 
 class BodyError(SttError):
@@ -31,9 +37,27 @@ def require_content_type(request: web.Request, *allowed: str) -> None:
 
 
 async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole body, or 413 once it passes ``limit`` (chunked bodies included)."""
+    """The whole body, or 413 once it passes ``limit`` (chunked bodies included).
+
+    The body must arrive within ``Limits.body_timeout_s`` (408 otherwise): a client
+    trickling bytes would hold the connection and the handler for as long as it likes. A
+    client that vanishes mid-body gets a 400 it will not read, and no traceback is logged.
+    """
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(413, "too_large", f"body over {limit} bytes")
+    timeout = request.app[CONFIG].limits.body_timeout_s
+    try:
+        return await asyncio.wait_for(_read_all(request, limit), timeout)
+    except asyncio.TimeoutError:
+        message = f"the body did not arrive within {timeout:g} s"
+        raise BodyError(408, "body_timeout", message) from None
+    except (ConnectionError, web.HTTPException, OSError) as exc:
+        if isinstance(exc, web.HTTPException) and exc.status == 413:
+            raise BodyError(413, "too_large", f"body over {limit} bytes") from None
+        raise BodyError(400, "incomplete_body", "the body ended before it was complete") from None
+
+
+async def _read_all(request: web.Request, limit: int) -> bytes:
     # read(n) returns whatever has arrived (one chunk), not n bytes: read until EOF.
     body = bytearray()
     while len(body) <= limit:
@@ -51,9 +75,67 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     require_content_type(request, "application/json")
     body = await read_body(request)
     try:
-        value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BodyError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError(400, "bad_json", "body is not UTF-8") from None
+    value = parse_json(text)
     if not isinstance(value, dict):
         raise BodyError(400, "bad_json", "body must be a JSON object")
     return value
+
+
+def parse_json(text: str) -> Any:
+    """Parse JSON from a client, or :class:`BodyError` 400 naming what is wrong.
+
+    Nesting past :data:`MAX_JSON_DEPTH` and integers past :data:`MAX_INT_DIGITS` are
+    refused: the first would recurse to Python's limit, the second trip its int-string
+    limit (4300 digits) or cost quadratic time below it.
+    """
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise BodyError(400, "bad_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise BodyError(
+            400, "bad_json", f"body is not valid JSON: {exc.msg} at character {exc.pos}"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise BodyError(400, "bad_json", str(exc) if isinstance(exc, _JsonLimit)
+                        else "body is not valid JSON") from None
+
+
+class _JsonLimit(ValueError):
+    """A JSON value past our bounds (message for people)."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _JsonLimit(f"JSON integer longer than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> float:
+    raise _JsonLimit(f"{name} is not JSON")
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON text, brackets inside strings ignored."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

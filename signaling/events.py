@@ -17,7 +17,10 @@ lines keep idle connections open through proxies.
 
 Sessions that ended stay readable for a while (``HubConfig.ended_retention_s``), so a late
 client still gets the finals; after that the answer is 404. The session id is the only
-credential: it is unguessable and only known to whoever created the session.
+credential when auth is off: it is unguessable and only known to whoever created the
+session; with auth on, only the credentials that created the session may read it. At most
+``Limits.max_sse_per_session`` streams per session and ``max_sse_total`` in all are open
+(``429 too_many_subscribers`` beyond).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from aiohttp import web
 from signaling import cors
 from signaling.body import BodyError
 from signaling.keys import HUB
+from signaling.slots import SSE_SLOTS
 from webrtc_stt import wire
 from webrtc_stt.eventlog import EventLog, SubscriberTooSlow, Subscription
 from webrtc_stt.events import Envelope
@@ -82,6 +86,11 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     if events.closed and after >= events.last_seq:
         # Nothing more will ever come; 204 makes EventSource stop reconnecting.
         return web.Response(status=204)
+    with request.app[SSE_SLOTS].hold(session_id):
+        return await _respond(request, events, after)
+
+
+async def _respond(request: web.Request, events: EventLog, after: int) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from signaling.body import BodyError, read_json
 from signaling.keys import HUB
+from signaling.slots import OFFER_SLOTS
 from webrtc_stt.media.peer import PeerSession
 
 
@@ -28,9 +29,9 @@ async def post_offer(request: web.Request) -> web.Response:
     sdp = body.get("sdp")
     if body.get("type") != "offer" or not isinstance(sdp, str):
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
-    peer, answer = await PeerSession.answer(
-        request.app[HUB], sdp, language=_language(body.get("options"))
-    )
+    language = _language(body.get("options"))
+    with request.app[OFFER_SLOTS].hold():
+        peer, answer = await PeerSession.answer(request.app[HUB], sdp, language=language)
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from signaling.app import create_app
 from signaling.config import ServerConfig
+from signaling.quota import GuardedHub
 from webrtc_stt.asr.backend import WhisperBackend
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.asr.transcriber import TextFilter
@@ -29,9 +30,10 @@ def build_engine(config: ServerConfig) -> LocalEngine:
 def build_hub(config: ServerConfig, engine: LocalEngine) -> SessionHub:
     """The hub over an engine, with the process-wide ICE policy installed."""
     install_ice_policy(config.ice)
-    return SessionHub(
+    return GuardedHub(
         engine,
         config.hub,
+        limits=config.limits,
         text_filter=TextFilter.from_engine(config.engine),
         vad_model=SileroModel.shared(),
     )
@@ -62,7 +64,15 @@ async def start_server(config: ServerConfig, engine: LocalEngine | None = None) 
     if engine is None:
         engine = await asyncio.to_thread(build_engine, config)
     hub = build_hub(config, engine)
-    runner = web.AppRunner(create_app(hub, config), access_log=None)
+    limits = config.limits
+    runner = web.AppRunner(
+        create_app(hub, config),
+        access_log=None,
+        keepalive_timeout=limits.keepalive_timeout_s,
+        max_line_size=limits.max_line_size,
+        max_field_size=limits.max_field_size,
+        max_headers=limits.max_headers,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
