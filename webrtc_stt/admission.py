@@ -105,7 +105,8 @@ class CapacityEstimator:
             self._measured_at = now.at
         if self._measured is not None:
             stale_s = now.at - self._measured_at
-            return self._measured * 0.5 ** (stale_s / self._decay_s)
+            decay: float = 0.5 ** (stale_s / self._decay_s)
+            return self._measured * decay
         load = now.load
         if load.final_audio_s <= 0:
             return None
