@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 15.0
 """Comment line sent after this long without an event."""
+GONE_CHECK_S = 1.0
+"""How often a quiet stream checks that its client is still connected: a client that left
+gives its slot back within this, not at the next keepalive write."""
 RETRY_MS = 1000
 """Reconnection delay suggested to EventSource."""
 MAX_LAST_EVENT_ID_DIGITS = 18
@@ -102,15 +106,23 @@ async def _respond(request: web.Request, events: EventLog, after: int) -> web.St
     await response.prepare(request)
     with contextlib.suppress(ConnectionError):
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
-        await _stream(response, events, after, request.app[STOPPING])
+        await _stream(response, events, after, request.app[STOPPING], lambda: _gone(request))
     return response
 
 
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def _stream(
-    response: web.StreamResponse, events: EventLog, after: int, stopping: asyncio.Event
+    response: web.StreamResponse, events: EventLog, after: int, stopping: asyncio.Event,
+    gone: Callable[[], bool],
 ) -> None:
     subscription = events.subscribe(after)
     stop = asyncio.ensure_future(stopping.wait())
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
     following: asyncio.Future[Envelope | None] | None = None
     try:
         while True:
@@ -118,13 +130,16 @@ async def _stream(
                 following = asyncio.ensure_future(_next(subscription))
             waiting: set[asyncio.Future[Any]] = {following, stop}
             done, _ = await asyncio.wait(
-                waiting, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                waiting, timeout=GONE_CHECK_S, return_when=asyncio.FIRST_COMPLETED
             )
-            if stop in done:
+            if stop in done or gone():
                 return
             if following not in done:
-                await response.write(b": keepalive\n\n")
+                if loop.time() - last_write >= KEEPALIVE_S:
+                    await response.write(b": keepalive\n\n")
+                    last_write = loop.time()
                 continue
+            last_write = loop.time()
             arrived, following = following, None
             try:
                 envelope = arrived.result()
