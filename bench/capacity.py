@@ -99,6 +99,11 @@ class ServerProcess:
         self._ps = psutil.Process(self._process.pid)
         self._sampler = threading.Thread(target=self._sample_loop, daemon=True)
 
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self._process.pid
+
     def wait_ready(self) -> None:
         """Block until ``/healthz`` answers, then start sampling."""
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -95,6 +95,9 @@ def _auth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-session-s", type=float,
                    default=float(_env("max_session_s", "14400") or 14400),
                    help="end sessions after this many seconds (default 14400; 0 = never)")
+    p.add_argument("--connect-timeout", type=float,
+                   default=float(_env("connect_timeout", "15") or 15),
+                   help="a WebRTC peer must finish ICE and DTLS within this many seconds")
     p.add_argument("--max-sessions-per-key", type=int,
                    default=int(_env("max_sessions_per_key", "16") or 16))
     p.add_argument("--max-sessions-per-ip", type=int,
@@ -174,6 +177,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             limits=Limits(
                 allowed_origins=tuple(args.allowed_origin or ("*",)),
                 max_session_s=args.max_session_s,
+                connect_timeout_s=args.connect_timeout,
                 max_sessions_per_key=args.max_sessions_per_key,
                 max_sessions_per_ip=args.max_sessions_per_ip,
             ),

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
 
 from signaling.keys import CONFIG
+from webrtc_stt import safejson
 from webrtc_stt.errors import SttError
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_JSON_DEPTH = 32
-"""Nesting deeper than this is refused before parsing (no request needs more than 3)."""
-MAX_INT_DIGITS = 32
-"""Integers longer than this are refused: int() of a long digit string costs quadratic time."""
 
 
 class BodyError(SttError):
@@ -85,57 +81,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def parse_json(text: str) -> Any:
-    """Parse JSON from a client, or :class:`BodyError` 400 naming what is wrong.
-
-    Nesting past :data:`MAX_JSON_DEPTH` and integers past :data:`MAX_INT_DIGITS` are
-    refused: the first would recurse to Python's limit, the second trip its int-string
-    limit (4300 digits) or cost quadratic time below it.
-    """
-    depth = json_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise BodyError(400, "bad_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    """Parse JSON from a client, or :class:`BodyError` 400 naming what is wrong (bounded:
+    see :mod:`webrtc_stt.safejson`)."""
     try:
-        return json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise BodyError(
-            400, "bad_json", f"body is not valid JSON: {exc.msg} at character {exc.pos}"
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise BodyError(400, "bad_json", str(exc) if isinstance(exc, _JsonLimit)
-                        else "body is not valid JSON") from None
-
-
-class _JsonLimit(ValueError):
-    """A JSON value past our bounds (message for people)."""
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise _JsonLimit(f"JSON integer longer than {MAX_INT_DIGITS} digits")
-    return int(text)
-
-
-def _no_constant(name: str) -> float:
-    raise _JsonLimit(f"{name} is not JSON")
-
-
-def json_depth(text: str) -> int:
-    """Deepest nesting of ``[``/``{`` in JSON text, brackets inside strings ignored."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+        return safejson.loads(text)
+    except safejson.UnsafeJson as exc:
+        raise BodyError(400, "bad_json", f"body is {exc}" if str(exc).startswith("not ")
+                        else str(exc)) from None

@@ -11,11 +11,11 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
-from signaling.body import json_depth
 from signaling.config import Limits
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.safejson import depth as json_depth
 
 JSON = {"Content-Type": "application/json"}
 
