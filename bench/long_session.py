@@ -253,7 +253,7 @@ def probe(session: Session) -> Internals:
         prompt_chars=sum(map(len, history)),
         prompt_items=len(history),
         owed_finals=len(transcriber._ended),
-        vad_buffered=len(session._vad._buffer),
+        vad_buffered=session.vad_backlog,
     )
 
 

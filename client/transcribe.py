@@ -26,7 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import IcePolicy
-from webrtc_stt.media.ice import install_ice_policy
+from webrtc_stt.ingest.webrtc.ice import ice_policy
 
 RATE = 16_000
 FRAME = 320  # 20 ms
@@ -142,14 +142,15 @@ async def transcribe(
     """Stream audio to the server at ``url`` over WebRTC and collect every event."""
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
     policy = IcePolicy(host_addresses=ice_hosts) if ice_hosts is not None else loopback_policy(url)
-    install_ice_policy(policy)
     base = url.rstrip("/")
     result = Transcript(audio_seconds=len(samples) / RATE)
-    pc = RTCPeerConnection()
     track = FileTrack(samples, speed=speed, tail_s=tail_s)
-    channel = pc.createDataChannel("transcripts")
+    # aiortc builds its ICE agents here; they keep the policy after the block.
+    with ice_policy(policy):
+        pc = RTCPeerConnection()
+        channel = pc.createDataChannel("transcripts")
+        pc.addTransceiver(track, direction="sendonly")
     closed = asyncio.Event()
-    pc.addTransceiver(track, direction="sendonly")
     prefer_codec(pc, {"opus": "opus", "pcmu": "PCMU", "pcma": "PCMA"}[codec.lower()])
 
     @channel.on("message")

@@ -33,7 +33,7 @@ from client.transcribe import (
 )
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import IcePolicy
-from webrtc_stt.media.ice import install_ice_policy
+from webrtc_stt.ingest.webrtc.ice import ice_policy
 
 EVENTS_REL = "urn:ietf:params:whip:ext:webrtc-stt:events"
 SDP = "application/sdp"
@@ -259,14 +259,15 @@ async def whip_transcribe(
     policy = IcePolicy(host_addresses=ice_hosts) if ice_hosts is not None else loopback_policy(
         endpoint
     )
-    install_ice_policy(policy)
     result = WhipTranscript(audio_seconds=len(samples) / 16_000)
-    pc = RTCPeerConnection()
     track = FileTrack(samples, speed=speed, tail_s=tail_s)
-    pc.addTransceiver(track, direction="sendonly")
+    # aiortc builds its ICE agents here; they keep the policy after the block.
+    with ice_policy(policy):
+        pc = RTCPeerConnection()
+        pc.addTransceiver(track, direction="sendonly")
+        if data_channel:
+            pc.createDataChannel("transcripts")
     prefer_codec(pc, {"opus": "opus", "pcmu": "PCMU", "pcma": "PCMA"}[codec.lower()])
-    if data_channel:
-        pc.createDataChannel("transcripts")
     try:
         await pc.setLocalDescription(await pc.createOffer())
         offer = pc.localDescription.sdp

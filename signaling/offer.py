@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from signaling.body import BodyError, read_json
-from signaling.keys import HUB
+from signaling.keys import CONFIG, HUB
 from signaling.slots import OFFER_SLOTS
-from webrtc_stt.media.peer import PeerSession
+from webrtc_stt.ingest.webrtc.peer import PeerSession
 
 
 def _language(options: Any) -> str | None:
@@ -31,7 +31,9 @@ async def post_offer(request: web.Request) -> web.Response:
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
     language = _language(body.get("options"))
     with request.app[OFFER_SLOTS].hold():
-        peer, answer = await PeerSession.answer(request.app[HUB], sdp, language=language)
+        peer, answer = await PeerSession.answer(
+            request.app[HUB], sdp, language=language, ice=request.app[CONFIG].ice
+        )
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 
 

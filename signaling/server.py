@@ -15,7 +15,6 @@ from webrtc_stt.asr.backend import WhisperBackend
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.hub import SessionHub
-from webrtc_stt.media.ice import install_ice_policy
 from webrtc_stt.vad import SileroModel
 
 log = logging.getLogger(__name__)
@@ -28,8 +27,7 @@ def build_engine(config: ServerConfig) -> LocalEngine:
 
 
 def build_hub(config: ServerConfig, engine: LocalEngine) -> SessionHub:
-    """The hub over an engine, with the process-wide ICE policy installed."""
-    install_ice_policy(config.ice)
+    """The hub over an engine (the ICE policy is applied per peer, see ``PeerSession``)."""
     return GuardedHub(
         engine,
         config.hub,

@@ -31,11 +31,11 @@ from aiohttp import web
 
 from signaling import cors
 from signaling.body import BodyError, read_body, require_content_type
-from signaling.keys import HUB
+from signaling.keys import CONFIG, HUB
 from signaling.slots import OFFER_SLOTS
 from webrtc_stt.errors import SessionNotFound
-from webrtc_stt.media.peer import PeerSession
-from webrtc_stt.media.trickle import (
+from webrtc_stt.ingest.webrtc.peer import PeerSession
+from webrtc_stt.ingest.webrtc.trickle import (
     IceCredentials,
     add_candidates,
     parse_sdpfrag,
@@ -118,7 +118,9 @@ async def post_whip(request: web.Request) -> web.Response:
         raise BodyError(400, "bad_sdp", "the SDP offer is not UTF-8") from None
     language = _language(request)
     with request.app[OFFER_SLOTS].hold():
-        peer, answer = await PeerSession.answer(request.app[HUB], offer, language=language)
+        peer, answer = await PeerSession.answer(
+            request.app[HUB], offer, language=language, ice=request.app[CONFIG].ice
+        )
     session_id = peer.session.id
     etag = f'"{secrets.token_urlsafe(12)}"'
     request.app[RESOURCES].add(

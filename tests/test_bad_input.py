@@ -25,7 +25,7 @@ from tests.conftest import ServerThread
 from tests.data import clip
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import IcePolicy
-from webrtc_stt.media.ice import install_ice_policy
+from webrtc_stt.ingest.webrtc.ice import ice_policy
 
 MAX_BODY = 64 * 1024
 SHORT_CLIP = "1089-134691-0001"
@@ -50,14 +50,14 @@ async def assert_error(response: aiohttp.ClientResponse, status: int, code: str 
 
 async def make_offer(*, audio: bool = True, video: bool = False) -> str:
     """A real aiortc offer (with the ``transcripts`` channel), host candidates on loopback."""
-    install_ice_policy(IcePolicy(host_addresses=("127.0.0.1",)))
-    pc = RTCPeerConnection()
-    try:
+    with ice_policy(IcePolicy(host_addresses=("127.0.0.1",))):
+        pc = RTCPeerConnection()
         pc.createDataChannel("transcripts")
         if audio:
             pc.addTransceiver("audio", direction="sendonly")
         if video:
             pc.addTransceiver("video", direction="sendonly")
+    try:
         await pc.setLocalDescription(await pc.createOffer())
         return str(pc.localDescription.sdp)
     finally:
@@ -259,10 +259,10 @@ async def open_caller(
     url: str, http: aiohttp.ClientSession, samples: np.ndarray
 ) -> Caller | aiohttp.ClientResponse:
     """Start streaming ``samples``; returns the caller, or the refusing response."""
-    install_ice_policy(IcePolicy(host_addresses=("127.0.0.1",)))
-    pc = RTCPeerConnection()
-    channel = pc.createDataChannel("transcripts")
-    pc.addTransceiver(FileTrack(samples), direction="sendonly")
+    with ice_policy(IcePolicy(host_addresses=("127.0.0.1",))):
+        pc = RTCPeerConnection()
+        channel = pc.createDataChannel("transcripts")
+        pc.addTransceiver(FileTrack(samples), direction="sendonly")
     events: list[dict[str, Any]] = []
     partial = asyncio.Event()
 

@@ -22,8 +22,8 @@ from tests.fakes import ScriptedDecoder
 from webrtc_stt import safejson
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.errors import BadOffer, BadRequest
-from webrtc_stt.media.sdp import check_offer
-from webrtc_stt.media.trickle import parse_sdpfrag
+from webrtc_stt.ingest.webrtc.sdp import check_offer
+from webrtc_stt.ingest.webrtc.trickle import parse_sdpfrag
 
 PURE = settings(max_examples=150, deadline=500, derandomize=True)
 HTTP = settings(max_examples=40, deadline=5000, derandomize=True,

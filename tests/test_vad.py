@@ -305,3 +305,44 @@ def test_flush_then_continue_and_reset() -> None:
     endpointer.reset()
     assert endpointer.position == 0
     assert endpointer.feed(0.9, C) == []
+
+
+def feed_all(endpointer: Endpointer, probs: Sequence[float], first: int = 0) -> list[VadEvent]:
+    events: list[VadEvent] = []
+    for i, prob in enumerate(probs):
+        events += endpointer.feed(prob, (first + i + 1) * C)
+    return events
+
+
+def test_manual_turns_never_end_on_silence() -> None:
+    endpointer = Endpointer(CFG, turn_detection=False)
+    events = feed_all(endpointer, [0.9] * 5 + [0.0] * 40 + [0.9] * 3)
+    assert events == [SpeechStarted(0), SilenceStarted(5 * C), SpeechResumed()]
+    assert endpointer.in_speech
+    assert endpointer.flush(48 * C) == [SpeechEnded(48 * C)]
+    # A short burst still never starts a turn.
+    assert feed_all(Endpointer(CFG, turn_detection=False), [0.9] * 2 + [0.0] * 10) == []
+
+
+def test_reconfigure_waits_for_the_utterance_to_end() -> None:
+    endpointer = Endpointer(CFG)
+    feed_all(endpointer, [0.9] * 5)
+    endpointer.reconfigure(CFG, turn_detection=False)
+    assert endpointer.turn_detection  # the open utterance keeps its settings
+    assert feed_all(endpointer, [0.0] * 4, first=5)[-1] == SpeechEnded(7 * C)
+    assert not endpointer.turn_detection
+    # Now silent: new settings apply at once.
+    endpointer.reconfigure(VadConfig(threshold=0.95, neg_threshold=0.9))
+    assert endpointer.feed(0.92, 10 * C) == [] and endpointer.config.threshold == 0.95
+
+
+def test_discard_ends_now_and_keeps_later_pads_out() -> None:
+    endpointer = Endpointer(CFG)
+    feed_all(endpointer, [0.9] * 5 + [0.1])
+    (ended,) = endpointer.discard(6 * C)
+    assert isinstance(ended, SpeechEnded) and ended.dropped
+    assert (ended.end, ended.speech_end) == (6 * C, 6 * C)
+    # Speech right after: its pad may not reach back into the dropped audio.
+    assert feed_all(endpointer, [0.9] * 3, first=6)[0] == SpeechStarted(6 * C)
+    # Nothing open: nothing to end.
+    assert Endpointer(CFG).discard(C) == []

@@ -34,8 +34,8 @@ from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.errors import BadRequest
 from webrtc_stt.hub import HubConfig
-from webrtc_stt.media.ice import install_ice_policy
-from webrtc_stt.media.trickle import IceCredentials, parse_sdpfrag
+from webrtc_stt.ingest.webrtc.ice import ice_policy
+from webrtc_stt.ingest.webrtc.trickle import IceCredentials, parse_sdpfrag
 
 TOKEN = "s3cret-token"
 STUN = "stun:stun.example.org:3478"
@@ -71,9 +71,9 @@ def token_server() -> Iterator[ServerThread]:
 @pytest.fixture
 async def peer(plain_server: ServerThread) -> AsyncIterator[RTCPeerConnection]:
     """A client peer connection with an audio sender, its offer set locally."""
-    install_ice_policy(loopback_policy(plain_server.url))
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio", direction="sendonly")
+    with ice_policy(loopback_policy(plain_server.url)):
+        pc = RTCPeerConnection()
+        pc.addTransceiver("audio", direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     yield pc
     await pc.close()
@@ -243,9 +243,9 @@ async def test_options_is_a_cors_preflight_with_ice_servers(stun_server: ServerT
 
 
 async def test_bearer_token_is_checked(token_server: ServerThread) -> None:
-    install_ice_policy(loopback_policy(token_server.url))
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio", direction="sendonly")
+    with ice_policy(loopback_policy(token_server.url)):
+        pc = RTCPeerConnection()
+        pc.addTransceiver("audio", direction="sendonly")
     endpoint = f"{token_server.url}/v1/whip"
     try:
         await pc.setLocalDescription(await pc.createOffer())

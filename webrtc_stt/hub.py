@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from webrtc_stt.admission import CapacityEstimator
 from webrtc_stt.asr.engine import Engine
 from webrtc_stt.asr.transcriber import TextFilter
-from webrtc_stt.config import SessionConfig
-from webrtc_stt.errors import BadRequest, ServerFull, SessionNotFound
+from webrtc_stt.config import SessionConfig, SessionOptions
+from webrtc_stt.errors import ServerFull, SessionNotFound
 from webrtc_stt.eventlog import EventLog
+from webrtc_stt.options import resolve_options
 from webrtc_stt.session import MAX_PARTIAL_STRETCH, Session
 from webrtc_stt.vad import SileroModel
 
@@ -79,7 +80,6 @@ class SessionHub:
         # age and count; a log holds at most its bounded history.
         self._ended: OrderedDict[str, tuple[float, EventLog]] = OrderedDict()
         self._clock = clock
-        self._closing: set[asyncio.Task[None]] = set()
         self.refused = 0
         partial_s = self.config.session.streaming.partial_interval_ms / 1000
         self._capacity = CapacityEstimator(
@@ -109,24 +109,27 @@ class SessionHub:
         """Share of the engine one session costs, as admission measures it (None: no data)."""
         return self._capacity.per_session()
 
-    def open(self, language: str | None = None) -> Session:
-        """Admit and create a session (not started)."""
+    def open(self, options: SessionOptions | None = None) -> Session:
+        """Admit and create a session (not started) with the caller's options.
+
+        Raises :class:`ServerFull`, or :class:`BadRequest` (``bad_language``,
+        ``bad_option``) when the options do not fit the model or their bounds.
+        """
         self.admit()
-        language = language or self.config.language
-        if language == "auto":
-            language = None
-        if language is None and not self.engine.multilingual:
-            raise BadRequest(
-                "bad_language", "language detection needs a multilingual model; this is English"
-            )
-        if language not in (None, "en") and not self.engine.multilingual:
-            raise BadRequest("bad_language", f"model {self.engine.model_name} is English-only")
+        settings = resolve_options(
+            options or SessionOptions(),
+            vad=self.config.session.vad,
+            default_language=self.config.language,
+            model_name=self.engine.model_name,
+            multilingual=self.engine.multilingual,
+        )
         session_id = secrets.token_urlsafe(12)
         session = Session(
             session_id,
             self.engine,
             config=self.config.session,
-            language=language,
+            language=self.config.language,
+            settings=settings,
             text_filter=self._filter,
             vad_model=self._vad_model,
         )

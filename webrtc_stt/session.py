@@ -12,18 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 
 import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.asr.engine import Engine
 from webrtc_stt.asr.requests import DecodeResult, EngineClosed, Superseded
-from webrtc_stt.asr.transcriber import Job, JobKind, StreamingTranscriber, TextFilter
-from webrtc_stt.config import SessionConfig, ms_to_samples
+from webrtc_stt.asr.transcriber import (
+    Job,
+    JobKind,
+    StreamingTranscriber,
+    TextFilter,
+    TurnOptions,
+)
+from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.events import Error, Event, Ready
+from webrtc_stt.options import TurnSettings, resolve_options
+from webrtc_stt.speech_gate import Deliver, InlineLane, SpeechGate, VadLane
 from webrtc_stt.vad import (
-    Endpointer,
+    FloatArray,
     SilenceStarted,
     SileroModel,
     SpeechEnded,
@@ -35,13 +44,17 @@ from webrtc_stt.vad import (
 
 log = logging.getLogger(__name__)
 
-CHUNK = 512  # Silero's chunk at 16 kHz
 MAX_PARTIAL_STRETCH = 3.0
 """Partials come this many times less often than configured when the engine is swamped."""
 
 
 class Session:
-    """Runs VAD and streaming transcription for one audio stream."""
+    """Runs VAD and streaming transcription for one audio stream.
+
+    ``language`` is the server's default (None: detect) and ``settings`` what the caller
+    asked for, already checked (see :func:`~webrtc_stt.options.resolve_options`); without
+    them the session uses the default language and the server's VAD configuration.
+    """
 
     def __init__(
         self,
@@ -50,28 +63,44 @@ class Session:
         *,
         config: SessionConfig | None = None,
         language: str | None = "en",
+        settings: TurnSettings | None = None,
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
     ) -> None:
         self.id = session_id
         self.config = config or SessionConfig()
-        self.language = language
+        self._default_language = language
+        settings = settings or TurnSettings(language, vad=self.config.vad)
+        self.settings = settings
+        """The settings the next utterance uses (see :meth:`update`)."""
         self._engine = engine
         self.events = EventLog(session_id, queue_size=self.config.event_queue_size)
-        self._vad = VadStream(vad_model)
-        self._endpointer = Endpointer(self.config.vad)
+        model = vad_model
+
+        def inline(deliver: Deliver) -> VadLane:
+            return InlineLane(VadStream(model), deliver)
+
+        self._gate = SpeechGate(
+            inline, self._on_gated, settings.vad, turn_detection=settings.turn_detection
+        )
         self._transcriber = StreamingTranscriber(
             self.config.streaming,
             session_key=session_id,
-            language=language,
+            language=settings.language,
             text_filter=text_filter or TextFilter(),
             end_pad=ms_to_samples(self.config.vad.end_pad_ms),
+            prompt=settings.prompt,
+            interim_results=settings.interim_results,
         )
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._input_done = False
         self._task: asyncio.Task[None] | None = None
-        self.decode_errors = 0
+
+    @property
+    def language(self) -> str | None:
+        """Language of the next utterance (None: detected)."""
+        return self.settings.language
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -86,42 +115,79 @@ class Session:
 
     @property
     def position(self) -> int:
-        """Samples received so far."""
+        """Samples received and gated so far."""
         return self._transcriber.position
+
+    @property
+    def vad_backlog(self) -> int:
+        """Samples pushed that the VAD has not judged yet (bounded; see push_audio)."""
+        return self._gate.unjudged
 
     def push_audio(self, samples: np.ndarray) -> None:
         """Feed 16 kHz mono float32 audio in stream order."""
         if self._input_done or len(samples) == 0:
             return
-        self._transcriber.append(samples)
-        chunk_end = self._vad.processed
-        for probability in self._vad.push(samples):
-            chunk_end += CHUNK
-            self._on_vad(self._endpointer.feed(probability, chunk_end))
-        self._idle.clear()
-        self._wake.set()
+        self._gate.push(np.asarray(samples, dtype=np.float32).reshape(-1))
+
+    def commit(self) -> None:
+        """End the utterance in progress at the current audio position, as if the VAD had
+        heard its end: its speech end and final follow as usual. No-op without one."""
+        if not self._input_done:
+            self._gate.commit()
+
+    def clear(self) -> None:
+        """Drop the utterance in progress without a final decode: it ends now, and its
+        final is exactly the words its partials committed (possibly none). Audio after it
+        starts afresh."""
+        if not self._input_done:
+            self._gate.clear()
+
+    def update(self, options: SessionOptions) -> None:
+        """New options from the next utterance on (``BadRequest`` on a bad value)."""
+        settings = resolve_options(
+            options,
+            vad=self.config.vad,
+            default_language=self._default_language,
+            model_name=self._engine.model_name,
+            multilingual=self._engine.multilingual,
+        )
+        turn = TurnOptions(settings.language, settings.prompt, settings.interim_results)
+
+        def apply() -> None:
+            self.settings = settings
+            self._transcriber.reconfigure(turn)
+
+        self._gate.reconfigure(settings.vad, turn_detection=settings.turn_detection)
+        self._gate.after_pending(apply)
 
     async def settle(self) -> None:
-        """Wait until every decode the audio so far calls for is done (replay and tests:
-        with it, audio time can stand still while the engine works)."""
+        """Wait until the audio so far is gated and every decode it calls for is done
+        (replay and tests: with it, audio time can stand still while the engine works)."""
+        await self._gate.drained()
         if self._task is None or self._task.done():
             return
         await self._idle.wait()
 
     async def finish(self, timeout: float = 30.0) -> None:
-        """End of audio: finalize speech in progress, wait for owed finals, close events."""
-        if not self._input_done:
-            self._input_done = True
-            self._on_vad(self._endpointer.flush(self._transcriber.position))
-            self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        await self.close()
+        """End of audio: finalize speech in progress, wait for owed finals, close events.
+
+        Waiting is bounded by ``timeout`` each for the VAD and the decodes; the caller's
+        own cancellation still propagates (after the session is closed)."""
+        try:
+            if not self._input_done:
+                self._input_done = True
+                await self._bounded(self._gate.drained(), timeout)
+                self._on_vad(self._gate.flush())
+                self._wake.set()
+            if self._task is not None:
+                await self._bounded(asyncio.shield(self._task), timeout)
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Stop now: cancel the decode task and drop waiting engine work."""
         self._input_done = True
+        self._gate.close()
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -132,9 +198,29 @@ class Session:
 
     # -- internals ---------------------------------------------------------------------
 
+    @staticmethod
+    async def _bounded(awaitable: Awaitable[None], timeout: float) -> None:
+        """Await with a time limit; a timeout or the awaited task's own cancellation ends
+        the wait quietly, the caller's cancellation does not."""
+        try:
+            await asyncio.wait_for(awaitable, timeout)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+
     def _publish(self, event: Event) -> None:
         if not self.events.closed:
             self.events.publish(event)
+
+    def _on_gated(self, samples: FloatArray, events: list[VadEvent]) -> None:
+        if len(samples):
+            self._transcriber.append(samples)
+        self._on_vad(events)
+        self._idle.clear()
+        self._wake.set()
 
     def _on_vad(self, events: list[VadEvent]) -> None:
         for event in events:
@@ -145,8 +231,10 @@ class Session:
                     self._transcriber.silence_started(at)
                 case SpeechResumed():
                     self._transcriber.speech_resumed()
-                case SpeechEnded(end=end, speech_end=speech_end):
-                    self._emit(self._transcriber.speech_ended(end, speech_end))
+                case SpeechEnded(end=end, speech_end=speech_end, dropped=dropped):
+                    self._emit(
+                        self._transcriber.speech_ended(end, speech_end, decode=not dropped)
+                    )
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
@@ -195,7 +283,6 @@ class Session:
 
     def _decode_failed(self, job: Job, exc: Exception) -> DecodeResult | None:
         """Report a failed decode; a final still completes with its committed text."""
-        self.decode_errors += 1
         log.warning("session %s: %s decode failed: %s", self.id, job.kind.value, exc)
         self._publish(Error("decode_failed", f"{job.kind.value} decode failed: {exc}"))
         if job.kind is JobKind.FINAL:

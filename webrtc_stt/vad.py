@@ -18,7 +18,7 @@ import enum
 import importlib.util
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, TypeAlias
 
@@ -233,6 +233,8 @@ class SpeechEnded:
 
     end: int
     speech_end: int = field(default=-1, compare=False)
+    dropped: bool = field(default=False, compare=False)
+    """The caller cleared the utterance (:meth:`Endpointer.discard`): no final decode."""
 
     def __post_init__(self) -> None:
         if self.speech_end < 0:
@@ -259,14 +261,10 @@ class Endpointer:
     reaching past the audio seen so far.
     """
 
-    def __init__(self, config: VadConfig | None = None) -> None:
-        self.config = config if config is not None else VadConfig()
-        self._pad = ms_to_samples(self.config.speech_pad_ms)
-        self._end_pad = ms_to_samples(self.config.end_pad_ms)
-        self._min_speech = ms_to_samples(self.config.min_speech_ms)
-        self._min_silence = ms_to_samples(self.config.min_silence_ms)
-        self._long_speech = ms_to_samples(self.config.long_speech_ms)
-        self._long_min_silence = ms_to_samples(self.config.long_min_silence_ms)
+    def __init__(self, config: VadConfig | None = None, *, turn_detection: bool = True) -> None:
+        self._apply(config if config is not None else VadConfig(), turn_detection)
+        self._next: tuple[VadConfig, bool] | None = None
+        """Settings that take over when the current utterance is over (see reconfigure)."""
         self._position = 0
         self._previous_end = 0
         self._phase = _Phase.SILENCE
@@ -276,6 +274,23 @@ class Endpointer:
         """Samples of speech heard while pending."""
         self._silence_start: int | None = None
         """Where the current run of silence inside an utterance began."""
+
+    def _apply(self, config: VadConfig, turn_detection: bool) -> None:
+        self.config = config
+        self.turn_detection = turn_detection
+        """False: silence never ends an utterance; only :meth:`flush` does (manual turns)."""
+        self._pad = ms_to_samples(config.speech_pad_ms)
+        self._end_pad = ms_to_samples(config.end_pad_ms)
+        self._min_speech = ms_to_samples(config.min_speech_ms)
+        self._min_silence = ms_to_samples(config.min_silence_ms)
+        self._long_speech = ms_to_samples(config.long_speech_ms)
+        self._long_min_silence = ms_to_samples(config.long_min_silence_ms)
+
+    def reconfigure(self, config: VadConfig, *, turn_detection: bool = True) -> None:
+        """Use new settings from the next utterance on (at once when none is open)."""
+        self._next = (config, turn_detection)
+        if self._phase is _Phase.SILENCE:
+            self._take_next()
 
     @property
     def in_speech(self) -> bool:
@@ -319,7 +334,7 @@ class Endpointer:
             if announced:
                 events.append(SpeechResumed())
 
-        if self._silence_start is not None:
+        if self._silence_start is not None and (self.turn_detection or not announced):
             long = self._silence_start - self._start >= self._long_speech
             needed = min(self._min_silence, self._long_min_silence) if long else self._min_silence
             if chunk_end - self._silence_start >= needed:
@@ -348,6 +363,20 @@ class Endpointer:
             end = min(self._silence_start + self._end_pad, position)
         return [self._end(max(end, self._start), max(speech_end, self._start))]
 
+    def discard(self, position: int) -> list[VadEvent]:
+        """The caller drops the utterance: an open one ends right at ``position`` (its
+        ``SpeechEnded`` marked ``dropped``), an unconfirmed one is forgotten, and no later
+        utterance's pad reaches back before ``position``."""
+        self._position = max(self._position, position)
+        events: list[VadEvent] = []
+        if self._phase is _Phase.SPEECH:
+            end = max(position, self._start)
+            events.append(replace(self._end(end, end), dropped=True))
+        else:
+            self._reset_utterance()
+        self._previous_end = max(self._previous_end, self._position)
+        return events
+
     def _end(self, end: int, speech_end: int) -> SpeechEnded:
         self._previous_end = end
         self._reset_utterance()
@@ -358,3 +387,9 @@ class Endpointer:
         self._start = 0
         self._voiced = 0
         self._silence_start = None
+        self._take_next()
+
+    def _take_next(self) -> None:
+        if self._next is not None:
+            self._apply(*self._next)
+            self._next = None

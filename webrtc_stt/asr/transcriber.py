@@ -49,6 +49,18 @@ class JobKind(enum.Enum):
     CUT = "cut"
 
 
+@dataclass(frozen=True)
+class TurnOptions:
+    """Per-utterance settings a session may change between utterances."""
+
+    language: str | None
+    """Language code, or None to detect."""
+    prompt: str = ""
+    """Text the decoder is primed with, before earlier finals."""
+    interim_results: bool = True
+    """False: no partial decodes (finals only)."""
+
+
 @dataclass
 class _Segment:
     id: int
@@ -71,6 +83,10 @@ class _Segment:
     cutting: bool = False
     language: str | None = None
     """Language detected for the segment (when the session detects), kept for its decodes."""
+    turn: TurnOptions = field(default_factory=lambda: TurnOptions(None))
+    """The session's settings when the utterance began; they hold until it ends."""
+    dropped: bool = False
+    """Cleared by the caller: its final is its committed text, without a decode."""
 
 
 @dataclass(frozen=True)
@@ -139,10 +155,12 @@ class StreamingTranscriber:
         text_filter: TextFilter,
         end_pad: int = 0,
         final_word_timestamps: bool = True,
+        prompt: str = "",
+        interim_results: bool = True,
     ) -> None:
         self._config = config
         self._key = session_key
-        self._language = language
+        self._turn = TurnOptions(language, prompt, interim_results)
         self._filter = text_filter
         self._word_timestamps = final_word_timestamps
         self._end_pad = end_pad
@@ -169,6 +187,10 @@ class StreamingTranscriber:
         """Whether speech is in progress or finals are still owed."""
         return self._segment is not None or bool(self._ended)
 
+    def reconfigure(self, turn: TurnOptions) -> None:
+        """Use new settings from the next utterance on (the one in progress keeps its own)."""
+        self._turn = turn
+
     # -- inputs ------------------------------------------------------------------------
 
     def append(self, samples: np.ndarray) -> None:
@@ -184,7 +206,9 @@ class StreamingTranscriber:
         else:
             events = []
         onset = start if onset is None else max(onset, start)
-        self._segment = _Segment(self._next_id, start, onset, self._new_agreement())
+        self._segment = _Segment(
+            self._next_id, start, onset, self._new_agreement(), turn=self._turn
+        )
         self._next_id += 1
         return [*events, SpeechStart(self._segment.id, onset)]
 
@@ -199,13 +223,17 @@ class StreamingTranscriber:
             self._segment.silence_at = None
             self._segment.speculation = None
 
-    def speech_ended(self, end: int, speech_end: int | None = None) -> list[Event]:
+    def speech_ended(
+        self, end: int, speech_end: int | None = None, *, decode: bool = True
+    ) -> list[Event]:
         """VAD: speech ended at ``speech_end``; its audio (with the pad) runs to ``end``.
-        The segment's final is owed."""
+        The segment's final is owed. ``decode=False`` drops the utterance: its final, in
+        turn after earlier ones, is the text its partials committed, with no decode."""
         segment = self._segment
         if segment is None:
             return []
         self._segment = None
+        segment.dropped = not decode
         segment.end = max(end, segment.start)
         speech_end = segment.end if speech_end is None else speech_end
         # A partial may have covered a chunk of the pause (VAD granularity): the segment's
@@ -224,6 +252,11 @@ class StreamingTranscriber:
         if self._ended:
             segment = self._ended[0]
             assert segment.end is not None
+            if segment.dropped:
+                language = segment.turn.language or segment.language or ""
+                committed = DecodeResult(segment.agreement.committed_text(), language)
+                request = self._request(segment, segment.start, economy)
+                return Job(JobKind.FINAL, segment.id, segment.end, request, cached=committed)
             return self._final_job(segment, JobKind.FINAL, segment.end, economy)
         current = self._segment
         if current is None:
@@ -246,7 +279,12 @@ class StreamingTranscriber:
         spoken = position - segment.start
         interval = self._interval if segment.partial_count else self._early_interval
         due = segment.last_partial_at + int(interval * partial_stretch)
-        if spoken >= self._first and position >= due and segment.silence_at is None:
+        if (
+            segment.turn.interim_results
+            and spoken >= self._first
+            and position >= due
+            and segment.silence_at is None
+        ):
             segment.last_partial_at = position
             return Job(
                 JobKind.PARTIAL,
@@ -257,8 +295,8 @@ class StreamingTranscriber:
                     DecodeKind.PARTIAL,
                     self._audio.slice(segment.start, position),
                     prefix=segment.agreement.committed_text(),
-                    prompt=self._prompt(segment.start),
-                    language=self._language or segment.language,
+                    prompt=self._prompt(segment),
+                    language=segment.turn.language or segment.language,
                     economy=economy,
                 ),
             )
@@ -280,8 +318,8 @@ class StreamingTranscriber:
             DecodeKind.FINAL,
             self._audio.slice(segment.start, upto),
             prefix=segment.agreement.committed_text(),
-            prompt=self._prompt(segment.start),
-            language=self._language or segment.language,
+            prompt=self._prompt(segment),
+            language=segment.turn.language or segment.language,
             word_timestamps=self._word_timestamps,
             economy=economy,
         )
@@ -291,10 +329,15 @@ class StreamingTranscriber:
             self._config.commit_holdback_words, agreement=self._config.commit_agreement
         )
 
-    def _prompt(self, start: int) -> str:
-        if start - self._history_end > self._config.prompt_max_gap_s * SAMPLE_RATE:
-            return ""
-        return " ".join(self._history)[-self._config.prompt_max_chars :]
+    def _prompt(self, segment: _Segment) -> str:
+        """The caller's prompt, then the tail of earlier finals, within the length budget."""
+        budget = self._config.prompt_max_chars
+        primer = segment.turn.prompt[-budget:] if budget > 0 else ""
+        if segment.start - self._history_end > self._config.prompt_max_gap_s * SAMPLE_RATE:
+            return primer
+        room = budget - len(primer) - (1 if primer else 0)
+        history = " ".join(self._history)[-room:].lstrip() if room > 0 else ""
+        return f"{primer} {history}" if primer and history else primer or history
 
     # -- results -----------------------------------------------------------------------
 
@@ -351,9 +394,14 @@ class StreamingTranscriber:
     def _complete_final(self, result: DecodeResult) -> list[Event]:
         segment = self._ended.popleft()
         assert segment.end is not None
-        text = self._filter.keep(result, segment.agreement.committed_text())
+        if segment.dropped:
+            # Cleared: exactly the committed words (never retracted), even when empty, so
+            # the caller sees the utterance closed.
+            text = segment.agreement.committed_text()
+        else:
+            text = self._filter.keep(result, segment.agreement.committed_text())
         self._release()
-        if not text and segment.partial_count == 0:
+        if not text and segment.partial_count == 0 and not segment.dropped:
             return []
         assert segment.speech_end is not None
         words = self._words(result, segment.start, segment.onset, segment.speech_end)
@@ -389,6 +437,7 @@ class StreamingTranscriber:
         successor.last_partial_at = segment.last_partial_at
         successor.silence_at = segment.silence_at
         successor.language = segment.language
+        successor.turn = segment.turn
         self._next_id += 1
         self._segment = successor
         self._release()

@@ -23,11 +23,14 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 
 from webrtc_stt import wire
+from webrtc_stt.config import IcePolicy, SessionOptions
 from webrtc_stt.errors import BadOffer
-from webrtc_stt.eventlog import SubscriberTooSlow
+from webrtc_stt.events import Envelope
 from webrtc_stt.hub import SessionHub
-from webrtc_stt.media.sdp import check_offer
-from webrtc_stt.media.track import pump_track
+from webrtc_stt.ingest.feed import AudioFeed, forward_events, wait_finished
+from webrtc_stt.ingest.webrtc.ice import ice_policy
+from webrtc_stt.ingest.webrtc.sdp import check_offer
+from webrtc_stt.ingest.webrtc.track import pump_track
 from webrtc_stt.session import Session
 
 log = logging.getLogger(__name__)
@@ -42,12 +45,13 @@ class PeerSession:
     def __init__(self, hub: SessionHub, session: Session) -> None:
         self.hub = hub
         self.session = session
+        self.feed = AudioFeed(session)
         servers = [RTCIceServer(urls=url) for url in hub.config.ice_servers]
         # No default STUN server: aiortc's default would contact Google on every call.
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._tasks: set[asyncio.Task[None]] = set()
         self._channel: RTCDataChannel | None = None
-        self._channel_task: asyncio.Task[None] | None = None
+        self._channel_task: asyncio.Task[int] | None = None
         self._closed = asyncio.Event()
         self._closing = False
         self._has_audio = False
@@ -59,17 +63,28 @@ class PeerSession:
 
     @classmethod
     async def answer(
-        cls, hub: SessionHub, offer_sdp: str, *, language: str | None = None
+        cls,
+        hub: SessionHub,
+        offer_sdp: str,
+        *,
+        language: str | None = None,
+        ice: IcePolicy | None = None,
     ) -> tuple[PeerSession, str]:
-        """Admit a caller and answer its offer; returns the peer and the answer SDP."""
+        """Admit a caller and answer its offer; returns the peer and the answer SDP.
+
+        ``ice`` restricts the host addresses and UDP ports of this peer's ICE agent.
+        """
         check_offer(offer_sdp)
-        session = hub.open(language)
-        peer = cls(hub, session)
-        try:
-            answer_sdp = await peer._negotiate(offer_sdp)
-        except BaseException:
-            await peer.close()
-            raise
+        session = hub.open(SessionOptions(language=language))
+        # aiortc builds the ICE agent while the peer connection is created and the offer
+        # applied; the agent keeps the policy after the block.
+        with ice_policy(ice or IcePolicy()):
+            peer = cls(hub, session)
+            try:
+                answer_sdp = await peer._negotiate(offer_sdp)
+            except BaseException:
+                await peer.close()
+                raise
         hub.attach(session, peer.close)
         session.start()
         return peer, answer_sdp
@@ -107,26 +122,22 @@ class PeerSession:
         self._spawn(self._consume(track))
 
     async def _consume(self, track: MediaStreamTrack) -> None:
-        await pump_track(track, self.session, idle_timeout=self.hub.config.media_idle_timeout_s)
+        await pump_track(track, self.feed, idle_timeout=self.hub.config.media_idle_timeout_s)
         await self.close()
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != DATA_CHANNEL_LABEL or self._channel is not None:
             return
         self._channel = channel
-        self._channel_task = asyncio.create_task(self._send_events(channel))
 
-    async def _send_events(self, channel: RTCDataChannel) -> None:
-        subscription = self.session.events.subscribe()
-        try:
-            async for envelope in subscription:
-                if channel.readyState != "open":
-                    break
-                channel.send(wire.encode(envelope))
-        except SubscriberTooSlow:
-            log.warning("session %s: data channel fell behind; closing", self.session.id)
-        finally:
-            subscription.close()
+        async def send(envelope: Envelope) -> None:
+            if channel.readyState != "open":
+                raise ConnectionResetError("the data channel is closed")
+            channel.send(wire.encode(envelope))
+
+        self._channel_task = asyncio.create_task(
+            forward_events(self.session.events, send, label="data channel")
+        )
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
@@ -142,8 +153,7 @@ class PeerSession:
             await self.session.finish()
             if self._channel_task is not None:
                 # Let the last events (the final) reach the peer before hanging up.
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(self._channel_task), DRAIN_TIMEOUT_S)
+                await wait_finished(self._channel_task, DRAIN_TIMEOUT_S)
                 await _drain(self._channel)
         finally:
             current = asyncio.current_task()

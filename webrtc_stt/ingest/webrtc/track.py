@@ -1,4 +1,4 @@
-"""Pulls decoded audio frames from an aiortc track into a session."""
+"""Pulls decoded audio frames from an aiortc track into a session's feed."""
 
 from __future__ import annotations
 
@@ -8,19 +8,17 @@ import logging
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from webrtc_stt.audio.resample import FrameResampler
-from webrtc_stt.session import Session
+from webrtc_stt.ingest.feed import AudioFeed
 
 log = logging.getLogger(__name__)
 
 
-async def pump_track(track: MediaStreamTrack, session: Session, *, idle_timeout: float) -> str:
-    """Feed ``track`` to ``session`` until it ends; returns why it stopped.
+async def pump_track(track: MediaStreamTrack, feed: AudioFeed, *, idle_timeout: float) -> str:
+    """Feed ``track`` to ``feed`` until it ends; returns why it stopped.
 
     A track that delivers nothing for ``idle_timeout`` seconds counts as ended: a peer that
     vanished without a goodbye is noticed long before ICE consent expires.
     """
-    resampler = FrameResampler()
     while True:
         try:
             frame = await asyncio.wait_for(track.recv(), idle_timeout)
@@ -31,7 +29,7 @@ async def pump_track(track: MediaStreamTrack, session: Session, *, idle_timeout:
             reason = "idle"
             break
         if isinstance(frame, av.AudioFrame):
-            session.push_audio(resampler.resample(frame))
-    session.push_audio(resampler.flush())
-    log.info("session %s: audio track %s", session.id, reason)
+            feed.push_frame(frame)
+    feed.flush()
+    log.info("session %s: audio track %s", feed.session.id, reason)
     return reason

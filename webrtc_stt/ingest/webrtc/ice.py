@@ -3,8 +3,15 @@
 aioice gathers host candidates on every interface address except loopback and binds random
 ports. A media server needs to choose both: the addresses it advertises (127.0.0.1 for
 local use and tests, a public address behind 1:1 NAT) and a UDP port range its firewall
-opens. :func:`install_ice_policy` applies an :class:`IcePolicy` process-wide by giving
-aiortc a :class:`aioice.Connection` subclass and aioice a host address function.
+opens.
+
+:func:`ice_policy` applies an :class:`IcePolicy` to the peer connections *created inside
+its block* (in the current task's context): while at least one such block is open, aiortc
+builds its ICE agents from :class:`PolicyConnection`, which reads the policy of the context
+it is created in and keeps it for its lifetime. An agent created outside every block (or
+in another context) gets no policy and behaves exactly like aioice's own; once the last
+block closes, aiortc's original class is back. Nothing is left installed in the process,
+and a server and a client in one process (the tests) may use different policies.
 
 With loopback-only host addresses, remote candidates that loopback cannot reach (any
 non-loopback address, mDNS names) are ignored, so no check is ever sent to another
@@ -14,10 +21,14 @@ interface of this machine or beyond it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import logging
 import random
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aioice.ice
@@ -29,8 +40,10 @@ from webrtc_stt.config import IcePolicy
 
 log = logging.getLogger(__name__)
 
-_ORIGINAL_HOST_ADDRESSES = aioice.ice.get_host_addresses
 _ORIGINAL_CONNECTION = getattr(aiortc.rtcicetransport, "Connection")  # noqa: B009
+_POLICY: contextvars.ContextVar[IcePolicy | None] = contextvars.ContextVar(
+    "webrtc_stt_ice_policy", default=None
+)
 
 
 class PortRangeExhausted(OSError):
@@ -45,9 +58,25 @@ def _is_loopback(host: str) -> bool:
 
 
 class PolicyConnection(aioice.Connection):
-    """An aioice connection that honours the installed :class:`IcePolicy`."""
+    """An aioice connection that honours the :class:`IcePolicy` of the context it is
+    created in (see :func:`ice_policy`); without one it is plain aioice."""
 
-    policy = IcePolicy()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy: IcePolicy = _POLICY.get() or IcePolicy()
+
+    def _host_addresses(self, gathered: list[str]) -> list[str]:
+        """The policy's host addresses in place of the interface addresses aioice found
+        (none when aioice found none: the relay-only transport policy)."""
+        hosts = self.policy.host_addresses
+        if not hosts or not gathered:
+            return gathered
+        wanted = []
+        for host in hosts:
+            version = ipaddress.ip_address(host).version
+            if (version == 4 and self._use_ipv4) or (version == 6 and self._use_ipv6):
+                wanted.append(host)
+        return wanted
 
     def _unreachable(self, host: str) -> bool:
         hosts = self.policy.host_addresses
@@ -70,6 +99,7 @@ class PolicyConnection(aioice.Connection):
     async def get_component_candidates(
         self, component: int, addresses: list[str], timeout: int = 5
     ) -> list[Candidate]:
+        addresses = self._host_addresses(addresses)
         if self.policy.port_min is None:
             return list(await super().get_component_candidates(component, addresses, timeout))
         candidates: list[Candidate] = []
@@ -128,26 +158,49 @@ async def _bind_in_range(connection: Any, address: str, policy: IcePolicy) -> An
     raise PortRangeExhausted(f"no free UDP port in {policy.port_min}-{policy.port_max}")
 
 
-def install_ice_policy(policy: IcePolicy) -> None:
-    """Apply ``policy`` to every peer connection created from now on in this process."""
-    PolicyConnection.policy = policy
-    setattr(aiortc.rtcicetransport, "Connection", PolicyConnection)  # noqa: B010
+class _Installation:
+    """How many :func:`ice_policy` blocks are open, process-wide (the server of the tests
+    runs on its own thread); aiortc builds :class:`PolicyConnection` while any is."""
 
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        if not policy.host_addresses:
-            return list(_ORIGINAL_HOST_ADDRESSES(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
-        wanted = []
-        for host in policy.host_addresses:
-            version = ipaddress.ip_address(host).version
-            if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
-                wanted.append(host)
-        return wanted
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
 
-    aioice.ice.get_host_addresses = host_addresses
+    def acquire(self) -> None:
+        with self._lock:
+            if self._count == 0:
+                setattr(aiortc.rtcicetransport, "Connection", PolicyConnection)  # noqa: B010
+            self._count += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0:
+                setattr(aiortc.rtcicetransport, "Connection", _ORIGINAL_CONNECTION)  # noqa: B010
 
 
-def uninstall_ice_policy() -> None:
-    """Restore aiortc's and aioice's defaults."""
-    PolicyConnection.policy = IcePolicy()
-    setattr(aiortc.rtcicetransport, "Connection", _ORIGINAL_CONNECTION)  # noqa: B010
-    aioice.ice.get_host_addresses = _ORIGINAL_HOST_ADDRESSES
+_INSTALLATION = _Installation()
+
+
+def installed() -> bool:
+    """True while aiortc builds policy-aware ICE agents (some :func:`ice_policy` is open)."""
+    return getattr(aiortc.rtcicetransport, "Connection") is PolicyConnection  # noqa: B009
+
+
+@contextmanager
+def ice_policy(policy: IcePolicy) -> Iterator[None]:
+    """Peer connections created inside this block (in this context) follow ``policy``.
+
+    Create the ``RTCPeerConnection`` and run its negotiation inside the block: aiortc
+    builds its ICE agents there (``addTransceiver``, ``createDataChannel``,
+    ``setRemoteDescription``), and each keeps the policy for its whole life, so the
+    block need not outlive the negotiation. Blocks nest and may overlap across tasks and
+    threads; aiortc gets its own class back when the last one closes.
+    """
+    _INSTALLATION.acquire()
+    token = _POLICY.set(policy)
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+        _INSTALLATION.release()

@@ -1,0 +1,2 @@
+"""WebRTC ingest (aiortc): offer checks, the peer connection, track pumping, ICE policy and
+trickle ICE."""
