@@ -31,8 +31,11 @@ async def post_offer(request: web.Request) -> web.Response:
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
     language = _language(body.get("options"))
     with request.app[OFFER_SLOTS].hold():
+        config = request.app[CONFIG]
         peer, answer = await PeerSession.answer(
-            request.app[HUB], sdp, language=language, ice=request.app[CONFIG].ice
+            request.app[HUB], sdp, language=language, ice=config.ice,
+            connect_timeout_s=config.limits.connect_timeout_s,
+            max_media_sections=config.limits.max_media_sections,
         )
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 

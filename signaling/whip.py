@@ -118,8 +118,11 @@ async def post_whip(request: web.Request) -> web.Response:
         raise BodyError(400, "bad_sdp", "the SDP offer is not UTF-8") from None
     language = _language(request)
     with request.app[OFFER_SLOTS].hold():
+        config = request.app[CONFIG]
         peer, answer = await PeerSession.answer(
-            request.app[HUB], offer, language=language, ice=request.app[CONFIG].ice
+            request.app[HUB], offer, language=language, ice=config.ice,
+            connect_timeout_s=config.limits.connect_timeout_s,
+            max_media_sections=config.limits.max_media_sections,
         )
     session_id = peer.session.id
     etag = f'"{secrets.token_urlsafe(12)}"'

@@ -30,8 +30,14 @@ def scripted() -> Iterator[ServerThread]:
     engine.close()
 
 
+SERVER_LOGGERS = ("signaling", "webrtc_stt", "aiohttp")
+
+
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    """No error or traceback from the server's code (asyncio's own GC notes about tasks of
+    earlier tests' loops are not this test's)."""
+    bad = [r for r in caplog.records if (r.exc_info or r.levelno >= logging.ERROR)
+           and r.name.startswith(SERVER_LOGGERS)]
     assert not bad, [r.getMessage() for r in bad]
 
 
@@ -126,3 +132,40 @@ async def test_json_error_messages_carry_no_python_text(scripted: ServerThread) 
     message = str(reply["error"]["message"])  # type: ignore[index]
     assert message.startswith("body is not valid JSON: Expecting"), message
     assert "line 1 column" not in message and "(char" not in message
+
+
+# -- the WebSocket path ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", ["9" * 5000, "0", "١٦٠٠٠", "16000.0", "-16000"])
+async def test_bad_sample_rates_are_a_400_before_the_upgrade(
+    scripted: ServerThread, caplog: pytest.LogCaptureFixture, rate: str
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{scripted.url}/v1/ws",
+                            params={"encoding": "pcm16", "sample_rate": rate}) as reply:
+            assert reply.status == 400, await reply.text()
+            error = (await reply.json())["error"]
+            assert error["code"] in ("bad_query", "unsupported_format"), error
+            assert len(error["message"]) < 200
+    no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 60_000, '{"type": "start", "sample_rate": ' + "9" * 5000 + "}",
+             '{"event": "start", "start": {"mediaFormat": {"sampleRate": "' + "9" * 50 + '"}}}'],
+    ids=["deep", "digits", "twilio-digits"],
+)
+async def test_hostile_json_on_the_websocket_closes_1007(
+    scripted: ServerThread, caplog: pytest.LogCaptureFixture, text: str
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{scripted.url}/v1/ws") as ws:
+            await ws.send_str(text)
+            messages = [message async for message in ws]
+            assert ws.close_code in (1007, 1003), (ws.close_code, messages)
+            errors = [m.json() for m in messages if m.type is aiohttp.WSMsgType.TEXT]
+            assert errors and errors[-1]["type"] == "error", errors
+            assert errors[-1]["code"] in ("bad_json", "bad_message", "unsupported_format")
+    no_tracebacks(caplog)
+    assert len(scripted.server.hub) == 0
