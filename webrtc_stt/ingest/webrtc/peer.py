@@ -191,9 +191,16 @@ class PeerSession:
                     task.cancel()
             if self._channel_task is not None:
                 self._channel_task.cancel()
-            await self.pc.close()
-            self.hub.discard(self.session.id)
-            self._closed.set()
+            try:
+                await self.pc.close()
+            except Exception as exc:
+                # aiortc can fail closing a connection a bad offer left half set up; the
+                # session must be discarded all the same, or its slot leaks.
+                log.info("session %s: closing the peer failed: %s", self.session.id,
+                         type(exc).__name__)
+            finally:
+                self.hub.discard(self.session.id)
+                self._closed.set()
 
 
 async def _drain(channel: RTCDataChannel | None, timeout: float = 1.0) -> None:

@@ -9,12 +9,17 @@ leave out, which aiortc otherwise trips over (a 500 instead of an answer):
   to every section without its own);
 * no ``a=setup`` means ``active`` (RFC 4145 section 4; likewise inherited from the session).
 
+What WebRTC cannot do without is required, per m-line or from the session level: ``a=mid``
+(JSEP, RFC 8829 section 5.2.1), ``a=ice-ufrag``/``a=ice-pwd`` and ``a=fingerprint``. aiortc
+accepts offers without them and then fails in its connect task, after the answer, where
+the failure reaches neither the client nor our cleanup.
+
 :func:`check_offer` then parses it and checks that it offers audio we decode.
 """
 
 from __future__ import annotations
 
-from aiortc.sdp import SessionDescription
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from webrtc_stt.errors import BadOffer
 
@@ -22,6 +27,7 @@ SUPPORTED_AUDIO = frozenset({"opus", "pcmu", "pcma"})
 MAX_SDP_BYTES = 64 * 1024
 MAX_MEDIA_SECTIONS = 8
 """Audio plus a data channel is two; browsers that bundle everything rarely pass four."""
+MAX_CANDIDATE_CHARS = 512
 DIRECTIONS = ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
 
 
@@ -40,6 +46,12 @@ def prepare_offer(sdp: str, *, max_media_sections: int = MAX_MEDIA_SECTIONS) -> 
     session, media = _split(lines)
     session_direction = _first(session, DIRECTIONS) or "a=sendrecv"
     session_setup = _first(session, ("a=setup:",)) or "a=setup:active"
+    _check_structure(session, media)
+    for section in media:
+        kind = section[0][2:].split(" ", 1)[0][:20]
+        for needed in ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"):
+            if _first(section, (needed,)) is None and _first(session, (needed,)) is None:
+                raise BadOffer("bad_sdp", f"an m={kind} section has no {needed[:-1]}")
     out = list(session)
     for section in media:
         out += section
@@ -72,6 +84,56 @@ def check_offer(sdp: str) -> None:
         )
     if any(m.port < 0 or m.port > 65535 for m in parsed.media):
         raise BadOffer("bad_sdp", "an m-line port is outside 0-65535")
+
+
+def candidate_problem(value: str) -> str | None:
+    """What is wrong with an ``a=candidate`` value (without ``candidate:``), or None.
+
+    aiortc parses any integers; an out-of-range port fails later, inside ICE, in a task
+    where nobody hears of it.
+    """
+    if len(value) > MAX_CANDIDATE_CHARS:
+        return f"candidate over {MAX_CANDIDATE_CHARS} characters"
+    try:
+        candidate = candidate_from_sdp(value)
+    except (AssertionError, ValueError, IndexError, KeyError):
+        return f"malformed candidate: {value[:80]!r}"
+    if not 1 <= candidate.port <= 65535:
+        return f"candidate port {candidate.port} is not 1-65535"
+    if not 1 <= candidate.component <= 256:
+        return "candidate component is not 1-256"
+    if not 0 <= candidate.priority < 2**32:
+        return "candidate priority is not a 32-bit number"
+    if candidate.protocol.lower() not in ("udp", "tcp"):
+        return "candidate transport is not UDP or TCP"
+    return None
+
+
+def _check_structure(session: list[str], media: list[list[str]]) -> None:
+    """One unique ``a=mid`` per m-line, none at session level, BUNDLE naming only those
+    mids, and every candidate in range."""
+    if _first(session, ("a=mid:",)) is not None:
+        raise BadOffer("bad_sdp", "a=mid belongs in an m-line section, not the session")
+    mids: list[str] = []
+    for section in media:
+        kind = section[0][2:].split(" ", 1)[0][:20]
+        found = [line.strip()[len("a=mid:"):] for line in section
+                 if line.strip().startswith("a=mid:")]
+        if len(found) != 1 or not found[0]:
+            raise BadOffer("bad_sdp", f"an m={kind} section needs exactly one a=mid")
+        mids.append(found[0])
+    if len(set(mids)) != len(mids):
+        raise BadOffer("bad_sdp", "two m-lines have the same a=mid")
+    for line in session:
+        if line.strip().startswith("a=group:"):
+            named = line.strip().split()[1:]
+            if any(mid not in mids for mid in named):
+                raise BadOffer("bad_sdp", "a=group names an a=mid no m-line has")
+    for line in session + [line for section in media for line in section]:
+        if line.strip().startswith("a=candidate:"):
+            problem = candidate_problem(line.strip()[len("a=candidate:"):])
+            if problem is not None:
+                raise BadOffer("bad_candidate", problem)
 
 
 def _split(lines: list[str]) -> tuple[list[str], list[list[str]]]:
