@@ -10,7 +10,12 @@ Credentials, checked in constant time:
 * ``Authorization: Bearer <key or token>``; ``Authorization: Token <key>`` is accepted too
   (Deepgram's SDKs send that);
 * on ``GET`` only, ``?access_token=<key or token>``: browsers cannot set headers on a
-  WebSocket or an EventSource. Prefer a session token there, as URLs end up in logs.
+  WebSocket or an EventSource. This is the documented way for our pages; prefer a session
+  token there, as URLs end up in logs;
+* on WebSocket upgrades, the forms browser SDKs put in ``Sec-WebSocket-Protocol``:
+  ``token, <key>`` or ``bearer, <key>`` (Deepgram) and ``openai-insecure-api-key.<key>``
+  (OpenAI Realtime); the route must select a protocol it offers (``ws.add_route``'s
+  ``protocols``), never the credential.
 
 ``POST /v1/tokens`` with an API key returns ``{"token", "expires_at", "expires_in",
 "token_type", "scope"}``: a token valid ``AuthConfig.token_ttl_s`` (``{"ttl_s": n}`` asks
@@ -49,6 +54,8 @@ CHALLENGE = 'Bearer realm="webrtc-stt"'
 TOKENS_PATH = "/v1/tokens"
 CONFIG_PATH = "/v1/auth/config"
 MAX_CREDENTIAL_CHARS = 1024
+OPENAI_KEY_PROTOCOL = "openai-insecure-api-key."
+"""How OpenAI's browser SDK puts its key in ``Sec-WebSocket-Protocol``."""
 
 
 def key_id(key: str) -> str:
@@ -124,6 +131,13 @@ def credential_of(request: web.Request) -> tuple[str | None, bool]:
         return None, True
     if request.method == "GET" and "access_token" in request.query:
         return request.query["access_token"] or None, True
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        for k, value in enumerate(offered):
+            if value.startswith(OPENAI_KEY_PROTOCOL) and len(value) > len(OPENAI_KEY_PROTOCOL):
+                return value[len(OPENAI_KEY_PROTOCOL):], True
+            if value.lower() in ("token", "bearer") and k + 1 < len(offered):
+                return offered[k + 1] or None, True
     return None, False
 
 

@@ -275,3 +275,17 @@ async def test_whip_token_is_one_more_key() -> None:
                 assert reply.status == 404
             async with http.get(url) as reply:
                 assert reply.status == 401
+
+
+@pytest.mark.parametrize("offered", [f"token, {KEY_A}", f"bearer, {KEY_A}",
+                                     f"realtime, openai-insecure-api-key.{KEY_A}"])
+async def test_browser_sdks_credentials_in_the_websocket_protocol(
+    keyed: ServerThread, offered: str
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        headers = {**UPGRADE, "Sec-WebSocket-Protocol": offered}
+        async with http.get(f"{keyed.url}/v1/sessions/x/events", headers=headers) as reply:
+            assert reply.status == 404  # authenticated; no such session
+        wrong = {**UPGRADE, "Sec-WebSocket-Protocol": offered.replace(KEY_A, "nope-nope-nope")}
+        async with http.get(f"{keyed.url}/v1/ws?{PCM16}", headers=wrong) as reply:
+            assert reply.status == 401
