@@ -77,6 +77,8 @@ BAD_OFFERS: dict[str, str] = {
     "recvonly": REAL_OFFER.replace("a=sendonly", "a=recvonly"),
     "inactive": REAL_OFFER.replace("a=sendonly", "a=inactive"),
     "no_candidates": drop(REAL_OFFER, r"a=(candidate|end-of-candidates)"),
+    "recvonly_no_candidates": drop(REAL_OFFER.replace("a=sendonly", "a=recvonly"),
+                                   r"a=(candidate|end-of-candidates)"),
     "mline_storm": many_mlines(REAL_OFFER, 40),
 }
 """Offer shapes that broke the server or held a slot, by name."""

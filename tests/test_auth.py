@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -289,3 +290,15 @@ async def test_browser_sdks_credentials_in_the_websocket_protocol(
         wrong = {**UPGRADE, "Sec-WebSocket-Protocol": offered.replace(KEY_A, "nope-nope-nope")}
         async with http.get(f"{keyed.url}/v1/ws?{PCM16}", headers=wrong) as reply:
             assert reply.status == 401
+
+
+async def test_the_python_clients_send_the_key(keyed: ServerThread) -> None:
+    from client.transcribe import ServerError
+    from client.ws_client import transcribe_ws
+
+    tone = (0.1 * np.sin(np.arange(1600) / 3.0)).astype(np.float32)
+    with pytest.raises(ServerError) as info:
+        await transcribe_ws(tone, keyed.url, tail_s=0.1)
+    assert info.value.status == 401
+    transcript = await transcribe_ws(tone, keyed.url, tail_s=0.1, api_key=KEY_A, speed=4.0)
+    assert transcript.close_code == 1000
