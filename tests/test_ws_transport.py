@@ -25,6 +25,7 @@ from aiohttp import web
 
 from signaling import ws
 from signaling.app import create_app
+from signaling.body import BodyError
 from signaling.config import ServerConfig
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
@@ -133,12 +134,14 @@ class ToyServer:
     decoder: ScriptedDecoder
 
 
-async def serve_toy(config: TransportConfig, **hub: Any) -> AsyncIterator[ToyServer]:
+async def serve_toy(
+    config: TransportConfig, authorize: ws.Authorize | None = None, **hub: Any
+) -> AsyncIterator[ToyServer]:
     decoder = ScriptedDecoder()
     engine = LocalEngine(decoder)
     session_hub = SessionHub(engine, HubConfig(**hub))
     app = create_app(session_hub, ServerConfig(host="127.0.0.1", port=0))
-    ws.add_route(app, PATH, make_toy, config=config)
+    ws.add_route(app, PATH, make_toy, config=config, authorize=authorize, protocols=("toy.v1",))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -388,3 +391,21 @@ async def test_a_peer_that_stops_reading_loses_its_session() -> None:
         finally:
             writer.close()
 
+
+
+def need_token(request: web.Request) -> None:
+    if request.headers.get("Authorization") != "Token t0k":
+        raise BodyError(401, "unauthorized", "a token is needed")
+
+
+async def test_the_auth_hook_refuses_before_the_upgrade_and_protocols_are_offered() -> None:
+    async for server in serve_toy(TransportConfig(), authorize=need_token):
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await http.ws_connect(ws_url(server))
+            assert info.value.status == 401
+            headers = {"Authorization": "Token t0k"}
+            async with http.ws_connect(ws_url(server), headers=headers,
+                                       protocols=("toy.v1",)) as conn:
+                assert conn.protocol == "toy.v1"
+                assert json.loads((await conn.receive()).data) == {"hello": "toy"}
