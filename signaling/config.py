@@ -64,6 +64,9 @@ class Limits:
     """Concurrent sessions one API key (or its tokens) may hold; 0 = no limit."""
     max_sessions_per_ip: int = 16
     """Concurrent sessions from one client address; 0 = no limit."""
+    per_ip_exempts_loopback: bool = True
+    """Loopback clients are not capped per address: behind a reverse proxy on this host
+    every client is 127.0.0.1, and local bridges and benches are the operator's own."""
     max_session_s: float = 4 * 3600.0
     """A session is ended (``error`` event ``max_duration``) after this long; 0 = never."""
     connect_timeout_s: float = 15.0

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from signaling.caller import CALLER, Caller
-from signaling.config import Limits
+from signaling.config import Limits, is_loopback
 from webrtc_stt.asr.engine import Engine
 from webrtc_stt.errors import SessionNotFound, TooManySessions
 from webrtc_stt.events import Error
@@ -49,7 +49,8 @@ class GuardedHub(SessionHub):
                 raise TooManySessions(
                     f"this API key holds its limit of {limits.max_sessions_per_key} sessions"
                 )
-            if limits.max_sessions_per_ip and sum(
+            exempt = limits.per_ip_exempts_loopback and is_loopback(caller.address)
+            if limits.max_sessions_per_ip and not exempt and sum(
                 c.address == caller.address for c in held
             ) >= limits.max_sessions_per_ip:
                 raise TooManySessions(

@@ -211,13 +211,24 @@ async def test_sessions_per_key_are_capped_with_429(keyed: ServerThread) -> None
 
 
 async def test_sessions_per_address_are_capped() -> None:
-    config = replace(TEST_CONFIG, limits=Limits(max_sessions_per_ip=1))
+    config = replace(TEST_CONFIG, limits=Limits(max_sessions_per_ip=1,
+                                                per_ip_exempts_loopback=False))
     for server in _server(config):
         async with aiohttp.ClientSession() as http:
             ws, _ = await open_stream(http, server.url, "unused")
             async with http.get(f"{server.url}/v1/ws?{PCM16}", headers=UPGRADE) as reply:
                 assert reply.status == 429
             await ws.close()
+
+
+async def test_loopback_clients_are_not_capped_per_address_by_default() -> None:
+    # Behind a reverse proxy on this host every client is 127.0.0.1.
+    for server in _server(replace(TEST_CONFIG, limits=Limits(max_sessions_per_ip=1))):
+        async with aiohttp.ClientSession() as http:
+            first, _ = await open_stream(http, server.url, "unused")
+            second, _ = await open_stream(http, server.url, "unused")
+            await first.close()
+            await second.close()
 
 
 async def test_a_session_ends_at_its_maximum_duration() -> None:
