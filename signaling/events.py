@@ -26,7 +26,6 @@ session; with auth on, only the credentials that created the session may read it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -49,6 +48,8 @@ KEEPALIVE_S = 15.0
 GONE_CHECK_S = 1.0
 """How often a quiet stream checks that its client is still connected: a client that left
 gives its slot back within this, not at the next keepalive write."""
+WRITE_TIMEOUT_S = 10.0
+"""A write that cannot leave for this long ends the stream (the reader stalled)."""
 RETRY_MS = 1000
 """Reconnection delay suggested to EventSource."""
 MAX_LAST_EVENT_ID_DIGITS = 18
@@ -104,10 +105,30 @@ async def _respond(request: web.Request, events: EventLog, after: int) -> web.St
         }
     )
     await response.prepare(request)
-    with contextlib.suppress(ConnectionError):
-        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+    try:
+        await _write(response, f"retry: {RETRY_MS}\n\n".encode())
         await _stream(response, events, after, request.app[STOPPING], lambda: _gone(request))
+    except _Stalled:
+        # Ending the response would wait on the same full buffer: drop the connection.
+        log.info("session %s: SSE client stopped reading; dropped", events.session_id)
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionError:
+        pass
     return response
+
+
+class _Stalled(ConnectionError):
+    """The client has not read for :data:`WRITE_TIMEOUT_S`."""
+
+
+async def _write(response: web.StreamResponse, data: bytes) -> None:
+    """Write, or :class:`ConnectionError` when a client that stopped reading lets the
+    socket's buffer stay full for :data:`WRITE_TIMEOUT_S` (it would hold its slot)."""
+    try:
+        await asyncio.wait_for(response.write(data), WRITE_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise _Stalled("the client stopped reading") from None
 
 
 def _gone(request: web.Request) -> bool:
@@ -136,7 +157,7 @@ async def _stream(
                 return
             if following not in done:
                 if loop.time() - last_write >= KEEPALIVE_S:
-                    await response.write(b": keepalive\n\n")
+                    await _write(response, b": keepalive\n\n")
                     last_write = loop.time()
                 continue
             last_write = loop.time()
@@ -149,9 +170,9 @@ async def _stream(
                 log.info("session %s: SSE client fell behind; closing", events.session_id)
                 return
             if envelope is None:
-                await response.write(format_end(events.session_id))
+                await _write(response, format_end(events.session_id))
                 return
-            await response.write(format_event(envelope))
+            await _write(response, format_event(envelope))
     finally:
         stop.cancel()
         if following is not None:

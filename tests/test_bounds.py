@@ -105,3 +105,37 @@ def test_slots_cap_in_all_and_per_key() -> None:
             with pytest.raises(BodyError), slots.hold("c"):
                 pass
     assert len(slots) == 0
+
+
+async def test_a_follower_that_stops_reading_is_dropped(
+    bounded: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signaling import events as sse
+    from webrtc_stt.events import Error
+
+    monkeypatch.setattr(sse, "WRITE_TIMEOUT_S", 1.0)
+    host, port = bounded.url.removeprefix("http://").split(":")
+    async with aiohttp.ClientSession() as http:
+        ws, session_id = await open_stream(http, bounded.url)
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /v1/sessions/{session_id}/events HTTP/1.1\r\nHost: x\r\n\r\n"
+                     .encode())
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        slots = bounded.server.runner.app[sse.SSE_SLOTS]
+        assert len(slots) == 1
+
+        async def flood() -> None:
+            log = bounded.server.hub.events(session_id)
+            for _ in range(200):  # 200 events of 40 kB: far more than the socket buffers
+                log.publish(Error("flood", "x" * 40_000))
+                await asyncio.sleep(0)
+
+        bounded.run(flood())
+        for _ in range(60):  # the reader never reads: its stream is dropped, slot freed
+            if len(slots) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert len(slots) == 0
+        writer.transport.abort()
+        await ws.close()
