@@ -13,7 +13,7 @@ import pytest
 
 from signaling.body import BodyError
 from signaling.config import Limits
-from signaling.slots import Slots
+from signaling.slots import SSE_SLOTS, Slots
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
@@ -122,7 +122,7 @@ async def test_a_follower_that_stops_reading_is_dropped(
                      .encode())
         await writer.drain()
         await asyncio.sleep(0.3)
-        slots = bounded.server.runner.app[sse.SSE_SLOTS]
+        slots = bounded.server.runner.app[SSE_SLOTS]
         assert len(slots) == 1
 
         async def flood() -> None:
