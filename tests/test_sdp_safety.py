@@ -14,13 +14,16 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench.offers import BAD_OFFERS, REAL_OFFER, many_mlines
 from signaling.config import Limits
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.config import IcePolicy
 from webrtc_stt.errors import BadOffer, BadRequest
+from webrtc_stt.ingest.webrtc.ice import ice_policy
 from webrtc_stt.ingest.webrtc.sdp import prepare_offer
 from webrtc_stt.ingest.webrtc.trickle import parse_sdpfrag
 
@@ -114,3 +117,25 @@ async def test_trickle_port_70000_is_a_400_over_http(scripted: ServerThread) -> 
             assert (await r.json())["error"]["code"] == "bad_candidate"
         async with http.delete(f"{scripted.url}{location}") as reply:
             assert reply.status == 200
+
+
+async def test_a_peer_that_connects_without_audio_is_ended(scripted: ServerThread) -> None:
+    connected = asyncio.Event()
+    # aiortc builds the client's ICE agent while the offer is made: loopback only.
+    with ice_policy(IcePolicy(host_addresses=("127.0.0.1",))):
+        pc = RTCPeerConnection()
+        pc.on("connectionstatechange",
+              lambda: connected.set() if pc.connectionState == "connected" else None)
+        pc.addTransceiver("audio", direction="recvonly")  # listens, never sends
+        await pc.setLocalDescription(await pc.createOffer())
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{scripted.url}/v1/offer", json={
+                "sdp": pc.localDescription.sdp, "type": "offer"}) as reply:
+                assert reply.status == 200
+                answer = await reply.json()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await asyncio.wait_for(connected.wait(), 10)  # ICE and DTLS do complete
+        assert await until_empty(scripted, 5) == 0  # ... and the audio-less session ends
+    finally:
+        await pc.close()

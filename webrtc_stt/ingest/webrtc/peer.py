@@ -5,8 +5,9 @@ labelled ``transcripts`` when the peer opens one (WHIP clients often do not; the
 the session's events over HTTP instead). The peer owns its tasks and cancels them on close.
 
 A peer that has not connected (ICE and DTLS) within ``connect_timeout_s`` of its answer is
-closed: an offer that sends no audio (``recvonly``, ``inactive``) or whose candidates lead
-nowhere would otherwise hold its session slot until ICE gives up, if ever. An offer aiortc
+closed, and so is one that connects without sending an audio track: an offer that sends no
+audio (``recvonly``, ``inactive``) or whose candidates lead nowhere would otherwise hold its
+session slot until ICE gives up, if ever. An offer aiortc
 cannot answer is a :class:`BadOffer`, and its session is discarded at once.
 """
 
@@ -108,6 +109,12 @@ class PeerSession:
         except asyncio.TimeoutError:
             log.info("session %s: no ICE/DTLS connection within %g s; closing",
                      self.session.id, timeout)
+            await self.close()
+            return
+        if not self._has_audio:
+            # Connected, but the offer sends no audio (recvonly, inactive): nothing would
+            # ever end it before ICE consent does, and it would hold its slot till then.
+            log.info("session %s: connected without an audio track; closing", self.session.id)
             await self.close()
 
     async def _negotiate(self, offer_sdp: str) -> str:
