@@ -177,7 +177,7 @@ def serve_args(port: int, model: str, extra: Sequence[str]) -> list[str]:
     return [
         sys.executable, "-m", "client.cli", "serve", "--host", "127.0.0.1",
         "--port", str(port), "--ice-host", "127.0.0.1", "--max-sessions", "1000",
-        "--log-level", "warning", "--model", model, *extra,
+        "--log-level", "warning", "--health-details", "--model", model, *extra,
     ]
 
 

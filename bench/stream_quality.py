@@ -2,7 +2,8 @@
 
 For each server configuration the bench starts ``webrtc-stt serve`` in a subprocess (so
 its CPU time is measured apart from the client's) or targets a running server with
-``--url``, streams every clip of the manifest over real WebRTC at ``--speed`` (1.0 = real
+``--url``, streams every clip of the manifest over real WebRTC (or, with ``--transport
+listen``, through the official Deepgram SDK on ``/v1/listen``) at ``--speed`` (1.0 = real
 time, compute included), one clip at a time, and then transcribes the same clips offline
 with the same model, in-process, as the accuracy ceiling.
 
@@ -14,6 +15,7 @@ Usage::
         --config "base+tiny-partials=--model base --partial-model tiny.en"
     python -m bench.stream_quality --telephony                       # + native 8 kHz clips
     python -m bench.stream_quality --url http://127.0.0.1:8080 --model tiny.en
+    python -m bench.stream_quality --transport listen               # via the Deepgram SDK
 
 Each ``--config NAME=FLAGS`` adds one server run; ``FLAGS`` are ``webrtc-stt serve`` flags
 appended after the bench's own (``--model``/``--language`` from the bench's options), so
@@ -62,9 +64,13 @@ from types import TracebackType
 import aiohttp
 import numpy as np
 import psutil
+from deepgram.core.api_error import ApiError
+from websockets.exceptions import WebSocketException
 
 from bench.metrics import Clip, LatencyStats, WerResult, corpus_wer, flicker, load_manifest
+from client.deepgram_client import ListenEncoding, transcribe_listen
 from client.transcribe import Received, ServerError, Transcript, transcribe
+from client.ws_client import load_audio_at
 from webrtc_stt.audio.resample import Samples, load_audio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,6 +247,7 @@ class Report:
     tail_s: float
     codec: str
     telephony_codec: str | None
+    transport: str
     host: str
     python: str
     cpu_count: int
@@ -273,7 +280,7 @@ class ServerProcess:
         self._args = [
             "-m", "client.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--ice-host", "127.0.0.1",
-            "--log-level", "warning", *flags,
+            "--log-level", "warning", "--health-details", *flags,
         ]
         self._process: asyncio.subprocess.Process | None = None
         self._ps: psutil.Process | None = None
@@ -369,6 +376,36 @@ async def _server_model(url: str) -> str:
 # -- streaming ---------------------------------------------------------------------------
 
 
+TRANSPORTS = ("webrtc", "listen")
+"""How clips reach the server: WebRTC (``POST /v1/offer``), or the Deepgram SDK on
+``GET /v1/listen`` (PCM16 at 16 kHz; G.711 at 8 kHz for the telephony copies)."""
+_G711: dict[str, ListenEncoding] = {"pcmu": "mulaw", "pcma": "alaw"}
+STREAM_ERRORS = (aiohttp.ClientError, ServerError, ApiError, WebSocketException)
+"""What a refused or broken stream raises, on either transport."""
+
+
+async def _send(
+    transport: str, audio: Path, url: str, *, codec: str, speed: float, tail_s: float,
+    seconds: float | None = None,
+) -> Transcript:
+    """Stream one file (its first ``seconds`` when given) over ``transport``."""
+    encoding = _G711.get(codec) if transport == "listen" else None
+    rate = 8000 if encoding is not None else 16_000
+    if transport == "listen":
+        samples: Samples = await asyncio.to_thread(load_audio_at, audio, rate)
+    else:
+        samples = await asyncio.to_thread(load_audio, audio)
+    if seconds is not None:
+        samples = samples[: int(seconds * rate)]
+    if transport == "listen":
+        return await transcribe_listen(
+            samples, url, encoding="linear16" if encoding is None else encoding,
+            sample_rate=rate, speed=speed, tail_s=tail_s, interim_results=True,
+            vad_events=True, punctuate=True,
+        )
+    return await transcribe(samples, url, speed=speed, codec=codec, tail_s=tail_s)
+
+
 async def _stream_item(
     config: str,
     item: StreamItem,
@@ -377,12 +414,13 @@ async def _stream_item(
     *,
     speed: float,
     tail_s: float,
+    transport: str,
 ) -> ClipRun:
-    samples = await asyncio.to_thread(load_audio, item.audio)
     me = psutil.Process()
     server_before = server.cpu_seconds() if server is not None else None
     client_before = _cpu_seconds(me)
-    transcript = await transcribe(samples, url, speed=speed, codec=item.codec, tail_s=tail_s)
+    transcript = await _send(transport, item.audio, url, codec=item.codec, speed=speed,
+                             tail_s=tail_s)
     server_cpu = (
         server.cpu_seconds() - server_before
         if server is not None and server_before is not None
@@ -392,13 +430,11 @@ async def _stream_item(
                    speed)
 
 
-async def _warm_up(url: str, item: StreamItem, *, speed: float) -> None:
+async def _warm_up(url: str, item: StreamItem, *, speed: float, transport: str) -> None:
     # The first decodes of a fresh process allocate and page in the model; a live server
     # is past that, so a few seconds of speech go through first and are not counted.
-    samples: Samples = (await asyncio.to_thread(load_audio, item.audio))[
-        : int(WARMUP_S * 16_000)
-    ]
-    await transcribe(samples, url, speed=speed, codec=item.codec, tail_s=0.5)
+    await _send(transport, item.audio, url, codec=item.codec, speed=speed, tail_s=0.5,
+                seconds=WARMUP_S)
 
 
 async def stream_config(
@@ -408,6 +444,7 @@ async def stream_config(
     speed: float,
     tail_s: float,
     warmup: bool,
+    transport: str = "webrtc",
 ) -> tuple[list[ClipRun], str]:
     """Stream every item through one configuration; returns the runs and the model the
     server reported."""
@@ -423,14 +460,14 @@ async def stream_config(
         try:
             reported = await _server_model(url)
             if warmup and items:
-                await _warm_up(url, items[0], speed=speed)
-        except (aiohttp.ClientError, ServerError) as exc:
+                await _warm_up(url, items[0], speed=speed, transport=transport)
+        except STREAM_ERRORS as exc:
             raise BenchError(f"[{spec.name}] server at {url}: {exc}") from None
         for item in items:
             try:
                 run = await _stream_item(spec.name, item, url, server, speed=speed,
-                                         tail_s=tail_s)
-            except (aiohttp.ClientError, ServerError) as exc:
+                                         tail_s=tail_s, transport=transport)
+            except STREAM_ERRORS as exc:
                 raise BenchError(f"[{spec.name}] {item.clip.id}: {exc}") from None
             runs.append(run)
             text = run.transcript.text
@@ -761,6 +798,7 @@ class Options:
     warmup: bool
     json_out: Path
     argv: tuple[str, ...]
+    transport: str = "webrtc"
 
 
 def _model_spec(flags: Sequence[str]) -> ModelSpec:
@@ -800,6 +838,9 @@ def _parser() -> argparse.ArgumentParser:
                    "'small=--model base --partial-model tiny.en'")
     p.add_argument("--url", help="use this running server instead of starting one "
                    "(server CPU is then not measured)")
+    p.add_argument("--transport", choices=TRANSPORTS, default="webrtc",
+                   help="webrtc, or listen: the official Deepgram SDK on GET /v1/listen "
+                   "(--codec is then ignored for wideband clips: PCM16 at 16 kHz)")
     p.add_argument("--codec", choices=["opus", "pcmu", "pcma"], default="opus")
     p.add_argument("--telephony", action="store_true",
                    help="also stream the native 8 kHz copies of the clips that have one "
@@ -851,6 +892,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         warmup=not args.no_warmup,
         json_out=args.json_out or RESULTS_DIR / f"stream_quality-{stamp}.json",
         argv=tuple(sys.argv[1:] if argv is None else argv),
+        transport=args.transport,
     )
 
 
@@ -861,8 +903,10 @@ def stream_items(options: Options) -> list[StreamItem]:
     except (OSError, KeyError, ValueError) as exc:
         raise BenchError(f"cannot use manifest {options.manifest}: {exc}") from None
     items: list[StreamItem] = []
+    # The Deepgram SDK sends wideband clips as PCM16 at 16 kHz, whatever --codec says.
+    wideband = "linear16" if options.transport == "listen" else options.codec
     for clip in clips:
-        items.append(StreamItem(clip, WIDEBAND, clip.audio, options.codec))
+        items.append(StreamItem(clip, WIDEBAND, clip.audio, wideband))
         narrowband = options.manifest.parent / TELEPHONY_DIR / clip.audio.name
         if options.telephony_codec is not None and narrowband.is_file():
             items.append(StreamItem(clip, TELEPHONY, narrowband.resolve(),
@@ -878,7 +922,8 @@ async def _stream_all(
     # One configuration at a time: they would compete for the same cores.
     for spec in options.specs:
         config_runs, model = await stream_config(
-            spec, items, speed=options.speed, tail_s=options.tail_s, warmup=options.warmup
+            spec, items, speed=options.speed, tail_s=options.tail_s, warmup=options.warmup,
+            transport=options.transport,
         )
         runs.extend(config_runs)
         reported[spec.name] = model
@@ -912,6 +957,7 @@ def run(options: Options) -> Report:
         tail_s=options.tail_s,
         codec=options.codec,
         telephony_codec=options.telephony_codec,
+        transport=options.transport,
         host=platform.platform(),
         python=platform.python_version(),
         cpu_count=psutil.cpu_count() or 0,

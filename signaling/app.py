@@ -7,12 +7,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling import auth, events, offer, whip, ws
+from signaling import auth, events, offer, openapi, probes, realtime, transcriptions, whip, ws
+from signaling.access import access_middleware
 from signaling.auth import auth_middleware
 from signaling.body import MAX_BODY_BYTES
 from signaling.config import ServerConfig
 from signaling.errors import error_middleware
 from signaling.keys import CONFIG, HUB
+from signaling.metrics import METRICS, Metrics, get_metrics
 from signaling.origins import origin_middleware
 from signaling.slots import OFFER_SLOTS, SSE_SLOTS, Slots
 from webrtc_stt.hub import SessionHub
@@ -25,17 +27,24 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
-def create_app(hub: SessionHub, config: ServerConfig | None = None) -> web.Application:
+def create_app(
+    hub: SessionHub, config: ServerConfig | None = None, metrics: Metrics | None = None
+) -> web.Application:
     """Build the app around a hub; the app ends every session when it shuts down.
 
-    Every route is behind the auth middleware (:mod:`signaling.auth`), added later or not.
+    ``metrics`` (made here when not given) becomes the hub's telemetry; pass the engine's
+    own to see engine figures too. Every route is behind the auth middleware
+    (:mod:`signaling.auth`), added later or not.
     """
     app = web.Application(
-        middlewares=[error_middleware, origin_middleware, auth_middleware],
+        middlewares=[access_middleware, error_middleware, origin_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[HUB] = hub
     app[CONFIG] = config or ServerConfig()
+    app[METRICS] = metrics or Metrics()
+    hub.telemetry = app[METRICS]
+    app[METRICS].watch_hub(hub, app[CONFIG].engine)
     auth.setup(app)  # POST /v1/tokens, GET /v1/auth/config
     limits = app[CONFIG].limits
     app[SSE_SLOTS] = Slots(limits.max_sse_total, limits.max_sse_per_session,
@@ -50,10 +59,14 @@ def create_app(hub: SessionHub, config: ServerConfig | None = None) -> web.Appli
     app.cleanup_ctx.append(sessions_ctx)
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR)
-    app.router.add_get("/healthz", offer.healthz)
+    probes.setup(app)  # GET /healthz, /readyz
+    app.router.add_get("/metrics", get_metrics)
+    openapi.setup(app)  # GET /v1/openapi.json
     app.router.add_post("/v1/offer", offer.post_offer)
     app.router.add_delete("/v1/sessions/{session_id}", offer.delete_session)
     events.setup(app)  # GET /v1/sessions/{id}/events (Server-Sent Events)
     whip.setup(app)  # /v1/whip (RFC 9725)
-    ws.setup(app)  # GET /v1/ws (WebSocket media stream)
+    ws.setup(app)  # GET /v1/ws (WebSocket media stream), GET /v1/listen (Deepgram live)
+    realtime.setup(app)  # GET /v1/realtime (OpenAI Realtime transcription)
+    transcriptions.setup(app)  # POST /v1/audio/transcriptions (OpenAI file API)
     return app

@@ -5,10 +5,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.config import EngineConfig, IcePolicy
 from webrtc_stt.hub import HubConfig
 
-DEFAULT_PUBLIC_PATHS = ("/", "/static/*", "/healthz", "/readyz", "/metrics")
+DEFAULT_PUBLIC_PATHS = ("/", "/static/*", "/healthz", "/readyz", "/metrics", "/v1/openapi.json")
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,21 @@ class ServerConfig:
     when it is not ``*``)."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: Limits = field(default_factory=Limits)
+    health_details: bool = False
+    """``/healthz`` adds load figures (sessions, engine busy share, refusals) when set."""
+    drain_timeout_s: float = 30.0
+    """On SIGTERM/SIGINT, how long live sessions may take to finish their utterance."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one JSON object a line, with session id and transport)."""
+    log_level: str = "info"
+    transcriptions: FileConfig = field(default_factory=FileConfig)
+    """Limits of ``POST /v1/audio/transcriptions`` (file transcription)."""
 
     def __post_init__(self) -> None:
+        if self.drain_timeout_s < 0:
+            raise ValueError("drain_timeout must not be negative")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         if not self.api_keys() and not self.auth.no_auth and not is_loopback(self.host):
             raise ValueError(
                 f"refusing to serve {self.host} without API keys: pass --api-key (or "

@@ -45,21 +45,3 @@ async def delete_session(request: web.Request) -> web.Response:
     await request.app[HUB].end(request.match_info["session_id"])
     return web.Response(status=204)
 
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness plus a little load information."""
-    hub = request.app[HUB]
-    load = hub.engine.load()
-    cost = hub.session_cost()
-    return web.json_response(
-        {
-            "status": "ok",
-            "model": hub.engine.model_name,
-            "sessions": len(hub),
-            "engine_busy": round(load.busy_fraction, 3),
-            "waiting_finals": load.waiting_finals,
-            "dropped_partials": load.dropped_partials,
-            "refused": hub.refused,
-            "session_cost": None if cost is None else round(cost, 4),
-        }
-    )

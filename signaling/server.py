@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from signaling.app import create_app
 from signaling.config import ServerConfig
+from signaling.drain import drain
+from signaling.metrics import Metrics
 from signaling.quota import GuardedHub
 from webrtc_stt.asr.backend import WhisperBackend
 from webrtc_stt.asr.engine import LocalEngine
@@ -20,13 +23,15 @@ from webrtc_stt.vad import SileroModel
 log = logging.getLogger(__name__)
 
 
-def build_engine(config: ServerConfig) -> LocalEngine:
+def build_engine(config: ServerConfig, metrics: Metrics | None = None) -> LocalEngine:
     """Load the model(s) now, so a bad model fails at start with one clear message."""
     backend = WhisperBackend(config.engine, allow_download=config.allow_download)
-    return LocalEngine(backend, max_batch=config.engine.max_batch)
+    return LocalEngine(backend, max_batch=config.engine.max_batch, telemetry=metrics)
 
 
-def build_hub(config: ServerConfig, engine: LocalEngine) -> SessionHub:
+def build_hub(
+    config: ServerConfig, engine: LocalEngine, metrics: Metrics | None = None
+) -> SessionHub:
     """The hub over an engine (the ICE policy is applied per peer, see ``PeerSession``)."""
     return GuardedHub(
         engine,
@@ -34,6 +39,7 @@ def build_hub(config: ServerConfig, engine: LocalEngine) -> SessionHub:
         limits=config.limits,
         text_filter=TextFilter.from_engine(config.engine),
         vad_model=SileroModel.shared(),
+        telemetry=metrics,
     )
 
 
@@ -45,6 +51,7 @@ class RunningServer:
     hub: SessionHub
     engine: LocalEngine | None
     url: str
+    metrics: Metrics
 
     async def stop(self) -> None:
         """Shut down the HTTP side, every session and (if owned) the engine."""
@@ -53,18 +60,23 @@ class RunningServer:
             await asyncio.to_thread(self.engine.close)
 
 
-async def start_server(config: ServerConfig, engine: LocalEngine | None = None) -> RunningServer:
+async def start_server(
+    config: ServerConfig, engine: LocalEngine | None = None, metrics: Metrics | None = None
+) -> RunningServer:
     """Start serving; port 0 picks a free port (see ``RunningServer.url``).
 
-    An ``engine`` passed in is shared and not closed by :meth:`RunningServer.stop`.
+    An ``engine`` passed in is shared and not closed by :meth:`RunningServer.stop`; its
+    figures reach ``/metrics`` only if it was built with the same ``metrics``.
     """
+    metrics = metrics or Metrics()
     owned = engine is None
     if engine is None:
-        engine = await asyncio.to_thread(build_engine, config)
-    hub = build_hub(config, engine)
+        engine = await asyncio.to_thread(build_engine, config, metrics)
+    hub = build_hub(config, engine, metrics)
     limits = config.limits
+    # Our access middleware logs requests (without query strings); aiohttp's would not.
     runner = web.AppRunner(
-        create_app(hub, config),
+        create_app(hub, config, metrics),
         access_log=None,
         keepalive_timeout=limits.keepalive_timeout_s,
         max_line_size=limits.max_line_size,
@@ -82,14 +94,46 @@ async def start_server(config: ServerConfig, engine: LocalEngine | None = None) 
         raise
     host, port = runner.addresses[0][:2]
     host = f"[{host}]" if ":" in host else host
-    return RunningServer(runner, hub, engine if owned else None, f"http://{host}:{port}")
+    return RunningServer(
+        runner, hub, engine if owned else None, f"http://{host}:{port}", metrics
+    )
 
 
 async def serve(config: ServerConfig) -> None:
-    """Run until cancelled."""
+    """Run until SIGTERM or SIGINT, then drain (see :mod:`signaling.drain`) and stop.
+
+    A second signal during the drain stops at once.
+    """
     server = await start_server(config)
-    log.info("webrtc-stt serving model %s on %s/", config.engine.model, server.url)
+    log.info("webrtc-stt serving model %s on %s/", config.engine.model, server.url,
+             extra={"event": "serving"})
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    draining: asyncio.Task[object] | None = None
+    forced = False
+
+    def on_signal() -> None:
+        nonlocal forced
+        if draining is not None:
+            forced = True
+            draining.cancel()
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        draining = asyncio.create_task(drain(server.hub, config.drain_timeout_s))
+        try:
+            await draining
+        except asyncio.CancelledError:
+            if not forced:  # serve() itself was cancelled
+                raise
+            log.warning("second signal: stopping without waiting for the drain",
+                        extra={"event": "drain_aborted"})
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if draining is not None and not draining.done():
+            draining.cancel()
         await server.stop()

@@ -20,20 +20,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 
 from aiohttp import web
 
 from signaling.body import BodyError
 from signaling.errors import error_response
 from signaling.keys import HUB
+from webrtc_stt.errors import BadRequest
+from webrtc_stt.ingest.ws.deepgram import DeepgramFraming
 from webrtc_stt.ingest.ws.formats import DEFAULT_MAX_FRAME_BYTES
 from webrtc_stt.ingest.ws.framing import Framing, ProtocolError
 from webrtc_stt.ingest.ws.media_stream import MediaStreamFraming
 from webrtc_stt.ingest.ws.transport import TransportConfig, WsTransport
+from webrtc_stt.options import resolve_options
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/ws"
+LISTEN_PATH = "/v1/listen"
+"""Deepgram's live streaming API (see ``docs/deepgram.md``)."""
 MAX_FRAME_BYTES = DEFAULT_MAX_FRAME_BYTES
 """Largest message answered normally on ``/v1/ws``; larger gets ``frame_too_large`` (1009)."""
 HARD_MAX_MSG_BYTES = 1024 * 1024
@@ -123,6 +129,30 @@ def media_stream_framing(request: web.Request) -> Framing:
     return MediaStreamFraming.from_query(request.query, max_frame_bytes=MAX_FRAME_BYTES)
 
 
+def listen_framing(request: web.Request) -> Framing:
+    """The ``/v1/listen`` framing (Deepgram live streaming) for a request. The SDK's
+    ``Authorization: Token KEY`` header is accepted as is: checking keys is the auth
+    layer's job."""
+    framing = DeepgramFraming(request.query, created=datetime.now(timezone.utc))
+    # Deepgram refuses a language its model lacks before the upgrade; so do we, where the
+    # transport would only find out when it opens the session.
+    hub = request.app[HUB]
+    try:
+        resolve_options(
+            framing.request.options,
+            vad=hub.config.session.vad,
+            default_language=hub.config.language,
+            model_name=hub.engine.model_name,
+            multilingual=hub.engine.multilingual,
+        )
+    except BadRequest as exc:
+        raise ProtocolError(exc.code, exc.message) from None
+    return framing
+
+
 def setup(app: web.Application) -> None:
-    """Add ``GET /v1/ws``."""
+    """Add ``GET /v1/ws`` and ``GET /v1/listen``."""
     add_route(app, PATH, media_stream_framing)
+    # Browsers cannot set Authorization: Deepgram's browser SDK offers the subprotocols
+    # ["token", KEY] instead, and a browser fails the handshake unless one is selected.
+    add_route(app, LISTEN_PATH, listen_framing, protocols=("token", "bearer"))

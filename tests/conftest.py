@@ -17,7 +17,7 @@ from webrtc_stt.config import IcePolicy
 from webrtc_stt.hub import HubConfig
 
 LOOPBACK = IcePolicy(host_addresses=("127.0.0.1",))
-TEST_CONFIG = ServerConfig(host="127.0.0.1", port=0, ice=LOOPBACK)
+TEST_CONFIG = ServerConfig(host="127.0.0.1", port=0, ice=LOOPBACK, health_details=True)
 T = TypeVar("T")
 
 

@@ -173,7 +173,7 @@ def scripted_server() -> Iterator[ServerThread]:
     """A server over the scripted decoder that holds one session at most."""
     engine = LocalEngine(ScriptedDecoder())
     config = ServerConfig(host="127.0.0.1", port=0, ice=LOOPBACK,
-                          hub=HubConfig(max_sessions=1))
+                          hub=HubConfig(max_sessions=1), health_details=True)
     thread = ServerThread(config, engine)
     yield thread
     thread.stop()

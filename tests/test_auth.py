@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from client.cli import _api_keys, _serve_parser
+from signaling import settings
 from signaling.app import create_app
 from signaling.config import AuthConfig, Limits, ServerConfig
 from signaling.quota import GuardedHub
@@ -65,10 +65,13 @@ PROTECTED = [
     ("DELETE", "/v1/sessions/abc"),
     ("GET", "/v1/sessions/abc/events"),
     ("GET", "/v1/ws"),
+    ("GET", "/v1/listen"),
+    ("GET", "/v1/realtime"),
+    ("POST", "/v1/audio/transcriptions"),
     ("POST", "/v1/tokens"),
 ]
-PUBLIC = [("GET", "/"), ("GET", "/healthz"), ("GET", "/static/app.js"),
-          ("GET", "/v1/auth/config")]
+PUBLIC = [("GET", "/"), ("GET", "/healthz"), ("GET", "/static/app.js"), ("GET", "/readyz"),
+          ("GET", "/metrics"), ("GET", "/v1/openapi.json"), ("GET", "/v1/auth/config")]
 
 
 async def test_every_route_needs_credentials_but_the_public_ones(keyed: ServerThread) -> None:
@@ -261,21 +264,26 @@ def test_open_servers_only_on_loopback_unless_asked() -> None:
         AuthConfig(api_keys=("short",))
 
 
-def test_cli_collects_keys_from_flags_env_and_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_settings_collect_keys_from_flags_env_and_file(tmp_path: Path) -> None:
     import argparse
 
     keys = tmp_path / "keys"
     keys.write_text("# operators\nfile-key-0123456\n\n")
-    monkeypatch.setenv("WEBRTC_STT_API_KEYS", "env-key-0123456, env-key-6543210")
     parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    _serve_parser(sub)
-    args = parser.parse_args(["serve", "--api-key", "flag-key-012345",
-                              "--api-keys-file", str(keys)])
-    assert _api_keys(args) == ("flag-key-012345", "env-key-0123456", "env-key-6543210",
-                               "file-key-0123456")
+    settings.add_arguments(parser)
+    args = parser.parse_args(["--api-key", "flag-key-012345", "--api-keys", "flag-key-543210",
+                              "--api-keys-file", str(keys), "--host", "0.0.0.0"])
+    config = settings.server_config(settings.resolve(args, {}))
+    assert config.auth.api_keys == ("flag-key-012345", "flag-key-543210", "file-key-0123456")
+    env = {"WEBRTC_STT_API_KEYS": "env-key-0123456, env-key-6543210"}
+    config = settings.server_config(settings.resolve(parser.parse_args([]), env))
+    assert config.auth.api_keys == ("env-key-0123456", "env-key-6543210")
+    with pytest.raises(settings.SettingsError, match="without API keys"):
+        settings.server_config(settings.resolve(parser.parse_args(["--host", "0.0.0.0"]), {}))
+    config = settings.server_config(settings.resolve(
+        parser.parse_args(["--host", "0.0.0.0", "--no-auth"]), {}))
+    assert config.auth.no_auth
+    assert '"***"' in settings.resolve(args, {}).text()  # keys are masked by `config`
 
 
 async def test_whip_token_is_one_more_key() -> None:

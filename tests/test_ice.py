@@ -14,8 +14,8 @@ import aiortc.rtcicetransport
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from client.cli import _port_range
 from client.transcribe import FileTrack
+from signaling.settings import _range
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
@@ -82,7 +82,7 @@ def candidate_ports(sdp: str) -> list[int]:
 
 
 def test_udp_ports_option_parses_a_range() -> None:
-    assert _port_range("40000-40009") == (40000, 40009)
+    assert _range("40000-40009", "--udp-ports") == (40000, 40009)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from webrtc_stt.config import SessionConfig, VadConfig
 from webrtc_stt.events import Final, Partial, Ready, SpeechEnd, SpeechStart
 from webrtc_stt.replay import Stamped, replay
 from webrtc_stt.session import Session
+from webrtc_stt.vad_worker import VadWorker
 
 
 def check_stream_rules(events: list[Stamped]) -> None:
@@ -131,3 +132,21 @@ async def test_silence_produces_no_segment() -> None:
     finally:
         engine.close()
     assert [type(s.envelope.event) for s in events] == [Ready]
+
+
+async def test_replay_through_the_vad_worker_matches_the_inline_vad() -> None:
+    """The worker thread changes where Silero runs, not what the session does: on the
+    virtual clock, events and their positions are exactly those of the inline VAD."""
+    audio = load_audio(clip("jfk").audio)
+    engine = LocalEngine(ScriptedDecoder())
+    worker = VadWorker()
+    try:
+        inline = await replay(Session("r", engine), audio)
+        threaded = await replay(Session("r", engine, vad_worker=worker), audio)
+    finally:
+        await worker.stop()
+        engine.close()
+    assert worker.batches > 0
+    assert [(s.position, s.envelope) for s in threaded] == [
+        (s.position, s.envelope) for s in inline
+    ]

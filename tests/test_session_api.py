@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -53,6 +53,23 @@ def engine(decoder: ScriptedDecoder) -> Iterator[LocalEngine]:
     eng.close()
 
 
+HubMaker = Callable[..., SessionHub]
+
+
+@pytest.fixture
+async def hubs(engine: LocalEngine) -> AsyncIterator[HubMaker]:
+    """Make hubs over the engine; each is shut down (its VAD worker stopped) afterwards."""
+    made: list[SessionHub] = []
+
+    def make(config: HubConfig | None = None) -> SessionHub:
+        made.append(SessionHub(engine, config))
+        return made[-1]
+
+    yield make
+    for hub in made:
+        await hub.shutdown()
+
+
 def events_of(stamped: list[Stamped]) -> list[Event]:
     return [s.envelope.event for s in stamped]
 
@@ -83,9 +100,9 @@ def requests(decoder: ScriptedDecoder) -> list[DecodeRequest]:
     ],
 )
 async def test_bad_options_are_refused_at_open_and_update(
-    engine: LocalEngine, options: SessionOptions, code: str
+    hubs: HubMaker, options: SessionOptions, code: str
 ) -> None:
-    hub = SessionHub(engine)
+    hub = hubs()
     with pytest.raises(BadRequest) as refused:
         hub.open(options)
     assert refused.value.code == code and refused.value.message
@@ -97,8 +114,8 @@ async def test_bad_options_are_refused_at_open_and_update(
     await session.close()
 
 
-async def test_vad_overrides_apply(engine: LocalEngine) -> None:
-    hub = SessionHub(engine)
+async def test_vad_overrides_apply(hubs: HubMaker) -> None:
+    hub = hubs()
     session = hub.open(
         SessionOptions(vad_threshold=0.3, speech_pad_ms=100, min_silence_ms=800, prompt=" x ")
     )
@@ -109,9 +126,9 @@ async def test_vad_overrides_apply(engine: LocalEngine) -> None:
     await session.close()
 
 
-async def test_long_min_silence_merges_utterances(engine: LocalEngine, jfk: np.ndarray) -> None:
+async def test_long_min_silence_merges_utterances(hubs: HubMaker, jfk: np.ndarray) -> None:
     """A caller's min_silence_ms reaches the endpointer: jfk's pauses stop ending speech."""
-    session = SessionHub(engine).open(SessionOptions(min_silence_ms=2000))
+    session = hubs().open(SessionOptions(min_silence_ms=2000))
     events = await replay(session, jfk)
     assert len([e for e in events_of(events) if isinstance(e, SpeechStart)]) == 1
 
@@ -184,9 +201,9 @@ async def test_clear_before_any_commit_gives_an_empty_final(
 # -- manual turns ----------------------------------------------------------------------
 
 
-async def test_manual_turns_last_until_commit(engine: LocalEngine, jfk: np.ndarray) -> None:
+async def test_manual_turns_last_until_commit(hubs: HubMaker, jfk: np.ndarray) -> None:
     at = 150_080
-    session = SessionHub(engine).open(SessionOptions(turn_detection=False))
+    session = hubs().open(SessionOptions(turn_detection=False))
     stamped = await replay(session, jfk, actions=[(at, Session.commit)])
     events = events_of(stamped)
     starts = [e for e in events if isinstance(e, SpeechStart)]
@@ -202,11 +219,11 @@ async def test_manual_turns_last_until_commit(engine: LocalEngine, jfk: np.ndarr
 
 
 async def test_update_switches_to_manual_turns_from_the_next_utterance(
-    engine: LocalEngine, jfk: np.ndarray
+    hubs: HubMaker, jfk: np.ndarray
 ) -> None:
     manual = SessionOptions(turn_detection=False)
     actions: list[Action] = [(20_000, lambda s: s.update(manual))]
-    stamped = await replay(SessionHub(engine).open(), jfk, actions=actions)
+    stamped = await replay(hubs().open(), jfk, actions=actions)
     ends = [e for e in events_of(stamped) if isinstance(e, SpeechEnd)]
     # The utterance open at the update still ends by the VAD; the next lasts to the end.
     assert [e.segment_id for e in ends] == [1, 2]
@@ -217,10 +234,10 @@ async def test_update_switches_to_manual_turns_from_the_next_utterance(
 
 
 async def test_prompt_leads_every_decode_within_the_budget(
-    decoder: ScriptedDecoder, engine: LocalEngine, jfk: np.ndarray
+    decoder: ScriptedDecoder, hubs: HubMaker, jfk: np.ndarray
 ) -> None:
     config = SessionConfig(streaming=StreamingConfig(prompt_max_chars=30))
-    hub = SessionHub(engine, HubConfig(session=config))
+    hub = hubs(HubConfig(session=config))
     session = hub.open(SessionOptions(prompt="Kennedy, Berlin"))
     await replay(session, jfk)
     prompts = [r.prompt for r in requests(decoder)]
@@ -231,10 +248,10 @@ async def test_prompt_leads_every_decode_within_the_budget(
 
 
 async def test_update_changes_the_prompt_from_the_next_utterance(
-    decoder: ScriptedDecoder, engine: LocalEngine, jfk: np.ndarray
+    decoder: ScriptedDecoder, hubs: HubMaker, jfk: np.ndarray
 ) -> None:
     actions: list[Action] = [(20_000, lambda s: s.update(SessionOptions(prompt="Berlin")))]
-    await replay(SessionHub(engine).open(), jfk, actions=actions)
+    await replay(hubs().open(), jfk, actions=actions)
     made = requests(decoder)
     first_final = next(r for r in made if r.kind is DecodeKind.FINAL)  # the first utterance's
     assert "Berlin" not in first_final.prompt
@@ -242,9 +259,9 @@ async def test_update_changes_the_prompt_from_the_next_utterance(
 
 
 async def test_finals_only_schedules_no_partials(
-    decoder: ScriptedDecoder, engine: LocalEngine, jfk: np.ndarray
+    decoder: ScriptedDecoder, hubs: HubMaker, jfk: np.ndarray
 ) -> None:
-    session = SessionHub(engine).open(SessionOptions(interim_results=False))
+    session = hubs().open(SessionOptions(interim_results=False))
     stamped = await replay(session, jfk)
     assert not any(isinstance(e, Partial) for e in events_of(stamped))
     assert all(r.kind is DecodeKind.FINAL for r in requests(decoder))
@@ -252,12 +269,12 @@ async def test_finals_only_schedules_no_partials(
 
 
 async def test_update_to_finals_only_applies_from_the_next_utterance(
-    decoder: ScriptedDecoder, engine: LocalEngine, jfk: np.ndarray
+    decoder: ScriptedDecoder, hubs: HubMaker, jfk: np.ndarray
 ) -> None:
     actions: list[Action] = [
         (20_000, lambda s: s.update(SessionOptions(interim_results=False)))
     ]
-    stamped = await replay(SessionHub(engine).open(), jfk, actions=actions)
+    stamped = await replay(hubs().open(), jfk, actions=actions)
     partial_segments = {e.segment_id for e in events_of(stamped) if isinstance(e, Partial)}
     assert partial_segments == {1}
 

@@ -242,8 +242,9 @@ async def test_clear_drops_the_utterance_without_a_final_decode(toy: ToyServer) 
     # final decode ran, and the 2 s of speech (five scripted words) are not all there.
     finals = [m["text"] for m in messages if m.get("kind") == "final"]
     assert all(len(text.split()) < 5 for text in finals), messages
+    # Whether a partial ran before the clear depends on timing; a final decode never does.
     decoded = [r.kind for call in toy.decoder.calls for r in call]
-    assert DecodeKind.FINAL not in decoded and DecodeKind.PARTIAL in decoded
+    assert DecodeKind.FINAL not in decoded
 
 
 async def test_reconfigure_updates_the_session(toy: ToyServer) -> None:

@@ -28,6 +28,14 @@ class ServerFull(SttError):
         self.retry_after = retry_after
 
 
+class ServerDraining(ServerFull):
+    """The server is shutting down and admits no new sessions; try another instance."""
+
+    def __init__(self, retry_after: int = 5) -> None:
+        super().__init__("the server is draining for shutdown", retry_after=retry_after)
+        self.code = "server_draining"
+
+
 class SessionNotFound(SttError):
     """No session with that id."""
 

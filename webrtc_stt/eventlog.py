@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from webrtc_stt.events import Envelope, Event
 
@@ -71,6 +71,7 @@ class EventLog:
         self._queue_size = queue_size
         self._seq = 0
         self.closed = False
+        self._watchers: list[Callable[[Envelope], None]] = []
 
     @property
     def last_seq(self) -> int:
@@ -84,9 +85,16 @@ class EventLog:
         self._seq += 1
         envelope = Envelope(self.session_id, self._seq, event)
         self._history.append(envelope)
+        for watcher in self._watchers:
+            watcher(envelope)
         for subscriber in list(self._subscribers):
             subscriber._offer(envelope)
         return envelope
+
+    def watch(self, watcher: Callable[[Envelope], None]) -> None:
+        """Call ``watcher`` synchronously with every later event (telemetry: no queue, no
+        task, so it can never fall behind or be cut off; it must be cheap and not raise)."""
+        self._watchers.append(watcher)
 
     def subscribe(self, after_seq: int = 0) -> Subscription:
         """Follow the stream, first replaying held events with ``seq > after_seq``."""
@@ -110,6 +118,7 @@ class EventLog:
         if self.closed:
             return
         self.closed = True
+        self._watchers.clear()
         for subscriber in self._subscribers:
             subscriber._offer(_CLOSED)
         self._subscribers.clear()

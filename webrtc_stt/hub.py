@@ -16,15 +16,18 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from webrtc_stt import logcontext
 from webrtc_stt.admission import CapacityEstimator
 from webrtc_stt.asr.engine import Engine
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.config import SessionConfig, SessionOptions
-from webrtc_stt.errors import ServerFull, SessionNotFound
+from webrtc_stt.errors import ServerDraining, ServerFull, SessionNotFound
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.options import resolve_options
 from webrtc_stt.session import MAX_PARTIAL_STRETCH, Session
+from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 from webrtc_stt.vad import SileroModel
+from webrtc_stt.vad_worker import VadWorker
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +73,17 @@ class SessionHub:
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
         clock: Callable[[], float] = time.monotonic,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.engine = engine
+        self.draining = False
+        """Set by ``signaling.drain``: no session is admitted any more (ops)."""
         self.config = config or HubConfig()
         self._filter = text_filter or TextFilter()
         self._vad_model = vad_model or SileroModel.shared()
+        self.vad = VadWorker(self._vad_model)
+        """Runs every session's VAD off the event loop; stopped by :meth:`shutdown`."""
+        self.telemetry = telemetry or NO_TELEMETRY
         self._sessions: dict[str, _Entry] = {}
         # Ended sessions' event logs, oldest first, with the time each ended. Bounded in
         # age and count; a log holds at most its bounded history.
@@ -86,19 +95,34 @@ class SessionHub:
             engine, slowest_partial_s=partial_s * MAX_PARTIAL_STRETCH, clock=clock
         )
 
+    @property
+    def telemetry(self) -> Telemetry:
+        """Observer of sessions, refusals and VAD batches (metrics)."""
+        return self._telemetry
+
+    @telemetry.setter
+    def telemetry(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self.vad.telemetry = telemetry
+
     def __len__(self) -> int:
         return len(self._sessions)
 
     def admit(self) -> None:
         """Raise :class:`ServerFull` unless one more session fits."""
+        if self.draining:
+            self.telemetry.refused("server_draining")
+            raise ServerDraining()
         if len(self._sessions) >= self.config.max_sessions:
             self.refused += 1
+            self.telemetry.refused("max_sessions")
             raise ServerFull(f"server is at its limit of {self.config.max_sessions} sessions")
         # One session is always let in: refusing it would not make any caller faster.
         capacity = self.config.capacity_rtf
         projected = self._capacity.projected(len(self._sessions) + 1)
         if self._sessions and projected is not None and projected > capacity:
             self.refused += 1
+            self.telemetry.refused("capacity")
             raise ServerFull(
                 f"one more stream would need {projected:.0%} of the engine (capacity "
                 f"{capacity:.0%}); latency would pass its target",
@@ -132,9 +156,12 @@ class SessionHub:
             settings=settings,
             text_filter=self._filter,
             vad_model=self._vad_model,
+            vad_worker=self.vad,
         )
         self._sessions[session_id] = _Entry(session)
         self._capacity.opened(session_id)
+        logcontext.bind_session(session_id)  # ops: this task's later log lines name it
+        self.telemetry.session_opened(session, logcontext.transport())
         return session
 
     def attach(self, session: Session, closer: Closer) -> None:
@@ -164,6 +191,7 @@ class SessionHub:
         if entry is None:
             return
         self._capacity.closed(session_id)
+        self.telemetry.session_closed(entry.session)
         config = self.config
         if config.ended_retention_s <= 0 or config.ended_max <= 0:
             return
@@ -202,7 +230,8 @@ class SessionHub:
         self.discard(session_id)
 
     async def shutdown(self) -> None:
-        """End every session."""
+        """End every session, then stop the VAD worker."""
         await asyncio.gather(
             *(self.end(sid) for sid in list(self._sessions)), return_exceptions=True
         )
+        await self.vad.stop()

@@ -53,6 +53,7 @@ async def replay(
 
     collector = asyncio.create_task(collect())
     session.start()
+    await asyncio.sleep(0)  # the greeting is stamped at 0, wherever the VAD runs
     samples = np.concatenate([audio.astype(np.float32), np.zeros(tail, dtype=np.float32)])
     for offset in range(0, len(samples), chunk):
         while pending and pending[0][0] <= offset:

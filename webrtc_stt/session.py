@@ -1,10 +1,14 @@
 """One caller's pipeline: 16 kHz audio in, numbered caption events out.
 
-Audio arrives through :meth:`Session.push_audio` (from WebRTC, WebSocket or a test),
-passes the Silero VAD and feeds the streaming transcriber. A single decode task owned by
-the session asks the transcriber for the next job and runs it on the shared engine, one
-at a time, so a session never has more than one request in the engine. Everything the
-session starts it cancels in :meth:`Session.close`.
+Audio arrives through :meth:`Session.push_audio` (from WebRTC, WebSocket or a test) and
+goes through the :class:`~webrtc_stt.speech_gate.SpeechGate`: Silero runs on the server's
+VAD worker thread, and each result comes back on the loop with the audio it judged and
+the utterance events it caused, which feed the streaming transcriber. A single decode
+task owned by the session asks the transcriber for the next job and runs it on the shared
+engine, one at a time, so a session never has more than one request in the engine. The
+caller may end (:meth:`Session.commit`) or drop (:meth:`Session.clear`) the utterance in
+progress and change its options (:meth:`Session.update`). Everything the session starts
+it cancels in :meth:`Session.close`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.events import Error, Event, Ready
 from webrtc_stt.options import TurnSettings, resolve_options
-from webrtc_stt.speech_gate import Deliver, InlineLane, SpeechGate, VadLane
+from webrtc_stt.speech_gate import SpeechGate, inline_lanes
 from webrtc_stt.vad import (
     FloatArray,
     SilenceStarted,
@@ -39,8 +43,8 @@ from webrtc_stt.vad import (
     SpeechResumed,
     SpeechStarted,
     VadEvent,
-    VadStream,
 )
+from webrtc_stt.vad_worker import VadWorker
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ class Session:
     ``language`` is the server's default (None: detect) and ``settings`` what the caller
     asked for, already checked (see :func:`~webrtc_stt.options.resolve_options`); without
     them the session uses the default language and the server's VAD configuration.
+
+    With a ``vad_worker`` (the server's) the VAD runs on the worker thread and audio is
+    transcribed as its results come back; without one it runs inside :meth:`push_audio`
+    (offline tools, benchmarks).
     """
 
     def __init__(
@@ -66,6 +74,7 @@ class Session:
         settings: TurnSettings | None = None,
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
+        vad_worker: VadWorker | None = None,
     ) -> None:
         self.id = session_id
         self.config = config or SessionConfig()
@@ -75,13 +84,13 @@ class Session:
         """The settings the next utterance uses (see :meth:`update`)."""
         self._engine = engine
         self.events = EventLog(session_id, queue_size=self.config.event_queue_size)
-        model = vad_model
-
-        def inline(deliver: Deliver) -> VadLane:
-            return InlineLane(VadStream(model), deliver)
-
+        lanes = vad_worker.lane if vad_worker is not None else inline_lanes(vad_model)
         self._gate = SpeechGate(
-            inline, self._on_gated, settings.vad, turn_detection=settings.turn_detection
+            lanes,
+            self._on_gated,
+            self._on_fault,
+            settings.vad,
+            turn_detection=settings.turn_detection,
         )
         self._transcriber = StreamingTranscriber(
             self.config.streaming,
@@ -95,6 +104,9 @@ class Session:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._input_done = False
+        """No more audio or caller actions are taken."""
+        self._input_ended = False
+        """Everything taken was gated and the stream's end applied: only owed finals remain."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -123,8 +135,18 @@ class Session:
         """Samples pushed that the VAD has not judged yet (bounded; see push_audio)."""
         return self._gate.unjudged
 
+    @property
+    def utterance_open(self) -> bool:
+        """Whether speech is in progress or its final is still owed (ops: graceful drain
+        waits for this to turn false before it ends the session)."""
+        return self._transcriber.busy
+
     def push_audio(self, samples: np.ndarray) -> None:
-        """Feed 16 kHz mono float32 audio in stream order."""
+        """Feed 16 kHz mono float32 audio in stream order.
+
+        VAD work is never dropped: if the VAD falls ``MAX_BACKLOG_S`` behind, the session
+        publishes ``Error("vad_overloaded")`` and takes no more audio (what it took is
+        still transcribed), as at the end of the stream."""
         if self._input_done or len(samples) == 0:
             return
         self._gate.push(np.asarray(samples, dtype=np.float32).reshape(-1))
@@ -176,9 +198,7 @@ class Session:
         try:
             if not self._input_done:
                 self._input_done = True
-                await self._bounded(self._gate.drained(), timeout)
-                self._on_vad(self._gate.flush())
-                self._wake.set()
+                self._gate.after_pending(self._end_input)
             if self._task is not None:
                 await self._bounded(asyncio.shield(self._task), timeout)
         finally:
@@ -214,6 +234,19 @@ class Session:
     def _publish(self, event: Event) -> None:
         if not self.events.closed:
             self.events.publish(event)
+
+    def _end_input(self) -> None:
+        """Every sample taken is gated: close the utterance in progress."""
+        self._input_ended = True
+        self._on_vad(self._gate.flush())
+        self._wake.set()
+
+    def _on_fault(self, code: str, message: str) -> None:
+        log.warning("session %s: %s", self.id, message)
+        self._publish(Error(code, message))
+        if not self._input_done:
+            self._input_done = True
+            self._gate.after_pending(self._end_input)
 
     def _on_gated(self, samples: FloatArray, events: list[VadEvent]) -> None:
         if len(samples):
@@ -257,7 +290,7 @@ class Session:
             stretch, speculate = self._pacing()
             job = self._transcriber.next_job(partial_stretch=stretch, speculate=speculate)
             if job is None:
-                if self._input_done and not self._transcriber.busy:
+                if self._input_ended and not self._transcriber.busy:
                     self._idle.set()
                     return
                 self._idle.set()

@@ -21,18 +21,30 @@ from typing import Protocol
 
 import numpy as np
 
+from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.config import VadConfig
-from webrtc_stt.vad import CHUNK_SAMPLES, Endpointer, FloatArray, VadEvent, VadStream
+from webrtc_stt.vad import CHUNK_SAMPLES, Endpointer, FloatArray, SileroModel, VadEvent, VadStream
 
 Gated = Callable[[FloatArray, list[VadEvent]], None]
 """Receives gated audio and the VAD events it caused (audio first, then the events)."""
 Deliver = Callable[[FloatArray, list[float]], None]
 """Receives audio run through the model and the probabilities of the chunks it completed."""
+Fail = Callable[[Exception], None]
+"""Told that the model failed on a lane's audio; nothing more is delivered to it."""
+Fault = Callable[[str, str], None]
+"""Told (code, message) that the gate stopped taking audio: the VAD failed or fell behind."""
+
+MAX_BACKLOG_S = 30.0
+"""Audio of one session the VAD may be behind on. VAD work is never dropped, so past this
+the gate stops taking audio instead (``vad_overloaded``): the rest of what was pushed is
+still gated, the session ends its input after it. Far above the WebSocket burst
+allowance (2 s) and above any worker delay short of a stalled machine."""
 
 
 class VadLane(Protocol):
     """Where one stream's audio is run through the model; results come back in order
-    through the ``Deliver`` callback the lane was made with, on the caller's thread."""
+    through the ``Deliver`` callback the lane was made with, on the caller's thread (or
+    one ``Fail`` call, after which nothing comes)."""
 
     def submit(self, samples: FloatArray) -> None:
         """Queue audio (16 kHz mono float32) for the model."""
@@ -41,6 +53,10 @@ class VadLane(Protocol):
     def close(self) -> None:
         """No more audio; results not yet delivered are dropped."""
         ...
+
+
+LaneFactory = Callable[[Deliver, Fail], "VadLane"]
+"""Makes a stream's lane, given where its results and its failure go."""
 
 
 class InlineLane:
@@ -58,7 +74,14 @@ class InlineLane:
         """Nothing is pending in an inline lane."""
 
 
-LaneFactory = Callable[[Deliver], VadLane]
+def inline_lanes(model: SileroModel | None = None) -> LaneFactory:
+    """Lanes that run the model in the caller (each with a fresh stream)."""
+
+    def make(deliver: Deliver, fail: Fail) -> VadLane:
+        return InlineLane(VadStream(model), deliver)
+
+    return make
+
 
 
 class SpeechGate:
@@ -68,11 +91,16 @@ class SpeechGate:
         self,
         lane: LaneFactory,
         on_gated: Gated,
+        on_fault: Fault,
         vad: VadConfig | None = None,
         *,
         turn_detection: bool = True,
+        max_backlog: int = int(MAX_BACKLOG_S * SAMPLE_RATE),
     ) -> None:
         self._on_gated = on_gated
+        self._on_fault = on_fault
+        self.max_backlog = max_backlog
+        """Samples the gate may be waiting for (see ``MAX_BACKLOG_S``)."""
         self._endpointer = Endpointer(vad, turn_detection=turn_detection)
         self._submitted = 0
         self._position = 0
@@ -84,7 +112,9 @@ class SpeechGate:
         self._drained = asyncio.Event()
         self._drained.set()
         self._closed = False
-        self._lane = lane(self._deliver)
+        self._stopped = False
+        """Taking no more audio: the VAD failed or fell too far behind."""
+        self._lane = lane(self._deliver, self._fail)
 
     @property
     def position(self) -> int:
@@ -101,14 +131,16 @@ class SpeechGate:
         """Samples pushed that the VAD has not judged yet (pending, or short of a chunk)."""
         return self._submitted - self._chunk_end
 
-    @property
-    def in_speech(self) -> bool:
-        """Whether an utterance is open."""
-        return self._endpointer.in_speech
-
     def push(self, samples: FloatArray) -> None:
         """Gate audio in stream order."""
-        if self._closed or len(samples) == 0:
+        if self._closed or self._stopped or len(samples) == 0:
+            return
+        if self.pending + len(samples) > self.max_backlog:
+            self._stopped = True
+            seconds = self.pending / SAMPLE_RATE
+            self._on_fault(
+                "vad_overloaded", f"speech detection is {seconds:.1f} s behind; input stopped"
+            )
             return
         self._submitted += len(samples)
         self._drained.clear()
@@ -166,6 +198,14 @@ class SpeechGate:
             self._after.popleft()[1]()
         if self.pending == 0:
             self._drained.set()
+
+    def _fail(self, exc: Exception) -> None:
+        self._stopped = True
+        self._submitted = self._position  # what the lane still held is lost
+        self._on_fault("vad_failed", f"speech detection failed: {exc}")
+        while self._after:
+            self._after.popleft()[1]()
+        self._drained.set()
 
     def _emit(self, events: list[VadEvent]) -> None:
         if events:

@@ -8,6 +8,9 @@ Three layers, each usable alone:
 - :class:`Endpointer` is a pure state machine that turns probabilities into
   :data:`VadEvent` values according to :class:`~webrtc_stt.config.VadConfig`.
 
+A session uses them through :mod:`webrtc_stt.speech_gate`, with the model run on the
+shared thread of :mod:`webrtc_stt.vad_worker`.
+
 The model file comes from the ``silero-vad`` package, whose Python code is never
 imported because it imports torch.
 """
@@ -28,6 +31,7 @@ import onnxruntime
 
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.config import VadConfig, ms_to_samples
+from webrtc_stt.integrity import verify_silero_vad
 
 CHUNK_SAMPLES = 512
 """Audio per model step at 16 kHz (32 ms)."""
@@ -52,6 +56,7 @@ def default_model_path() -> Path:
     for location in spec.submodule_search_locations:
         path = Path(location) / "data" / "silero_vad.onnx"
         if path.is_file():
+            verify_silero_vad(path)  # ops: supply chain; IntegrityError on a mismatch
             return path
     raise VadModelError("silero-vad is installed but ships no data/silero_vad.onnx")
 
@@ -258,7 +263,8 @@ class Endpointer:
     below ``neg_threshold`` counts as silence, and once silence has begun only a chunk
     at or above ``threshold`` brings speech back. Utterances are padded by
     ``speech_pad_ms`` before and ``end_pad_ms`` after, never overlapping the previous one and never
-    reaching past the audio seen so far.
+    reaching past the audio seen so far. With ``turn_detection=False`` silence never ends
+    an announced utterance; only :meth:`flush` (the caller's commit) or :meth:`discard` does.
     """
 
     def __init__(self, config: VadConfig | None = None, *, turn_detection: bool = True) -> None:

@@ -48,7 +48,10 @@ def resolve(model: str) -> ModelSource:
             )
         return ModelSource(name=candidate.name, path=candidate)
     if model == BUNDLED_MODEL:
-        bundled = packaged.tiny_en()
+        try:
+            bundled = packaged.tiny_en()
+        except packaged.PackagedModelError as exc:
+            raise ModelLoadError(f"bundled model {BUNDLED_MODEL}: {exc}") from None
         if bundled is not None:
             return ModelSource(name=BUNDLED_MODEL, path=bundled)
     if model == "base" and packaged.base_available():

@@ -18,6 +18,14 @@ class DecodeKind(enum.Enum):
     FINAL = "final"
 
 
+class Priority(enum.Enum):
+    """Who waits for a decode: a live caller, or a file job that can wait its turn."""
+
+    LIVE = "live"
+    BACKGROUND = "background"
+    """File transcription: scheduled after live finals (see ``LocalEngine``), never dropped."""
+
+
 @dataclass(frozen=True, eq=False)
 class DecodeRequest:
     """Decode ``audio`` (16 kHz mono float32, at most 30 s) for one session.
@@ -36,6 +44,7 @@ class DecodeRequest:
     economy: bool = False
     """Asked under load: the engine may trade a little accuracy for speed (a shorter
     encoder window for partials, greedy search for finals)."""
+    priority: Priority = Priority.LIVE
 
     @property
     def seconds(self) -> float:

@@ -46,6 +46,7 @@ CLOSE_CODES: Mapping[str, int] = {
     "bad_option": 1008,
     "bad_request": 1008,
     "server_full": 1013,
+    "server_draining": 1013,
 }
 """WebSocket close code for each error code of ``/v1/ws`` (1011 for anything else)."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -148,4 +148,14 @@ class Framing(Protocol):
 
     def closing(self) -> list[str]:
         """Messages sent after the last event, just before the close (Deepgram ``Metadata``)."""
+        ...
+
+
+@runtime_checkable
+class NamesCloseReasons(Protocol):
+    """A framing whose protocol puts its own reason in the close frame (Deepgram's
+    ``DATA-0000``); without it the reason is the error code."""
+
+    def close_reason(self, code: str) -> str:
+        """The close frame's reason for an error code."""
         ...

@@ -48,6 +48,7 @@ from webrtc_stt.ingest.ws.framing import (
     Framing,
     Inbound,
     KeepAlive,
+    NamesCloseReasons,
     ProtocolError,
     Reconfigure,
     Reply,
@@ -310,7 +311,9 @@ class WsTransport:
                 await self._send(self.framing.render_error(code, message))
             except ConnectionError:
                 pass
-        await self.end(self.framing.close_code(code), code)
+        framing = self.framing
+        reason = framing.close_reason(code) if isinstance(framing, NamesCloseReasons) else code
+        await self.end(framing.close_code(code), reason)
 
     async def _end(self, code: int, reason: str) -> None:
         session = self.session
