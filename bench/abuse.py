@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.executable, "-m", "client.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--ice-host", "127.0.0.1", "--log-level", "warning", "--model", args.model,
         "--connect-timeout", str(CONNECT_TIMEOUT_S), "--max-sessions-per-ip", "64",
-        "--max-sessions", "64", "--capacity-rtf", "1000",
+        "--max-sessions", "64", "--capacity-rtf", "1000", "--health-details",
     ]
     started = time.monotonic()
     with running_server(command, url) as server:
