@@ -45,16 +45,11 @@ import aiohttp
 import numpy as np
 import psutil
 
-from bench.capacity import (
-    RESULTS_DIR,
-    ServerProcess,
-    _stamp,
-    free_port,
-    running_server,
-    write_json,
-)
 from bench.capacity_client import DEFAULT_IDS, DEFAULT_MANIFEST, latencies, playlist
-from bench.metrics import LatencyStats, load_manifest
+from bench.harness.corpus import load_manifest
+from bench.harness.report import default_path, write_json
+from bench.harness.server import ServerProcess
+from bench.metrics import LatencyStats
 from bench.offers import BAD_OFFERS, REAL_OFFER, many_mlines
 from client.ws_client import transcribe_ws
 from webrtc_stt import SAMPLE_RATE
@@ -348,23 +343,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown attacks {sorted(unknown)}")
     if not 1 <= args.churn <= 500:
         parser.error("--churn must be within 1..500")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "client.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--ice-host", "127.0.0.1", "--log-level", "warning", "--model", args.model,
-        "--connect-timeout", str(CONNECT_TIMEOUT_S), "--max-sessions-per-ip", "64",
-        "--max-sessions", "64", "--capacity-rtf", "1000", "--health-details",
-    ]
+    server = ServerProcess.webrtc_stt([
+        "--model", args.model, "--connect-timeout", str(CONNECT_TIMEOUT_S),
+        "--max-sessions-per-ip", "64", "--max-sessions", "64", "--capacity-rtf", "1000",
+    ])
     started = time.monotonic()
-    with running_server(command, url) as server:
+    with server:
         baseline, results = asyncio.run(
-            asyncio.wait_for(run(url, server, args), BENCH_LIMIT_S)
+            asyncio.wait_for(run(server.url, server, args), BENCH_LIMIT_S)
         )
         log = server.log_tail(400)
     tracebacks = log.count("Traceback")
     print(f"server log: {tracebacks} tracebacks; bench took {time.monotonic() - started:.0f} s")
-    write_json(args.json or RESULTS_DIR / f"abuse-{_stamp()}.json", {
+    write_json(args.json or default_path("abuse"), {
         "baseline_live_p95_ms": baseline,
         "connect_timeout_s": CONNECT_TIMEOUT_S,
         "settle_s": SETTLE_S,

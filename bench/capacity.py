@@ -34,167 +34,32 @@ reading). Writes ``--json`` (default ``bench/results/capacity-<timestamp>.json``
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import platform
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-import psutil
-
 from bench.capacity_client import DEFAULT_IDS, DEFAULT_MANIFEST, StreamResult, WorkerReport
+from bench.harness.corpus import REPO
+from bench.harness.report import default_path, write_json
+from bench.harness.server import ServerProcess, ServerStartError, cpu_between
 from bench.metrics import LatencyStats, WerResult, corpus_wer
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 TARGET_P95_FINAL_S = 1.5
 TARGET_WER_POINTS = 1.0
 SAMPLE_EVERY_S = 0.25
-START_TIMEOUT_S = 120.0
 NO_ADMISSION_RTF = 1000.0
 """A capacity no projection reaches: admission control off."""
 
 
 class BenchError(Exception):
     """The bench cannot run (a server or client that fails)."""
-
-
-# -- the server process --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One look at the server process."""
-
-    at: float
-    cpu_s: float
-    rss: int
-
-
-class ServerProcess:
-    """A server command in its own process, sampled for CPU and RSS until stopped."""
-
-    def __init__(self, args: Sequence[str], url: str) -> None:
-        self.args = list(args)
-        self.url = url
-        self.samples: list[Sample] = []
-        self._stop = threading.Event()
-        self._log = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(
-            self.args, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self._ps = psutil.Process(self._process.pid)
-        self._sampler = threading.Thread(target=self._sample_loop, daemon=True)
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        return self._process.pid
-
-    def wait_ready(self) -> None:
-        """Block until ``/healthz`` answers, then start sampling."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline and self._process.poll() is None:
-            with contextlib.suppress(OSError):
-                self.health()
-                self._sampler.start()
-                return
-            time.sleep(0.2)
-        raise BenchError(f"server did not start: {shlex.join(self.args)}\n{self.log_tail()}")
-
-    def health(self) -> dict[str, object]:
-        """The server's ``/healthz`` body."""
-        with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as reply:
-            body = json.loads(reply.read())
-        if not isinstance(body, dict):
-            raise BenchError(f"unexpected /healthz body {body!r}")
-        return body
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines the server wrote."""
-        self._log.seek(0)
-        text = self._log.read().decode(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGINT (sessions end cleanly), then kill if it lingers."""
-        self._stop.set()
-        if self._sampler.is_alive():
-            self._sampler.join()
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGINT)
-            try:
-                self._process.wait(15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._log.close()
-
-    def _sample_loop(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                times = self._ps.cpu_times()
-                self.samples.append(
-                    Sample(time.monotonic(), times.user + times.system, self._ps.memory_info().rss)
-                )
-            self._stop.wait(SAMPLE_EVERY_S)
-
-
-@contextlib.contextmanager
-def running_server(args: Sequence[str], url: str) -> Iterator[ServerProcess]:
-    """Start a server process, wait for it, stop it on the way out."""
-    server = ServerProcess(args, url)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def serve_args(port: int, model: str, extra: Sequence[str]) -> list[str]:
-    """``webrtc-stt serve`` on loopback, with a cap too high to matter."""
-    return [
-        sys.executable, "-m", "client.cli", "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--ice-host", "127.0.0.1", "--max-sessions", "1000",
-        "--log-level", "warning", "--health-details", "--model", model, *extra,
-    ]
-
-
-def cpu_between(samples: Sequence[Sample], start: float, end: float) -> float:
-    """CPU % of the process between two times, interpolated between samples."""
-
-    def cpu_at(t: float) -> float:
-        before = [s for s in samples if s.at <= t] or [samples[0]]
-        after = [s for s in samples if s.at >= t] or [samples[-1]]
-        a, b = before[-1], after[0]
-        if b.at <= a.at:
-            return a.cpu_s
-        return a.cpu_s + (b.cpu_s - a.cpu_s) * (t - a.at) / (b.at - a.at)
-
-    if not samples or end <= start:
-        return 0.0
-    return 100 * (cpu_at(end) - cpu_at(start)) / (end - start)
 
 
 # -- one sweep point -----------------------------------------------------------------------
@@ -262,6 +127,11 @@ class ClientOptions:
     duration_s: float
     stagger_s: float
     warmup_s: float
+
+
+def serve_flags(model: str, extra: Sequence[str]) -> list[str]:
+    """``webrtc-stt serve`` flags of a sweep point, with a session cap too high to matter."""
+    return ["--max-sessions", "1000", "--model", model, *extra]
 
 
 def run_clients(url: str, clients: int, options: ClientOptions) -> WorkerReport:
@@ -410,20 +280,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = ["--capacity-rtf", str(NO_ADMISSION_RTF), *extra]
     points: list[PointResult] = []
     for n in args.sweep:
-        port = free_port()
         print(f"N={n}: streaming {args.duration:.0f} s per client ...", flush=True)
         try:
-            with running_server(serve_args(port, args.model, extra),
-                                f"http://127.0.0.1:{port}") as server:
+            with ServerProcess.webrtc_stt(serve_flags(args.model, extra),
+                                          sample_every_s=SAMPLE_EVERY_S) as server:
                 points.append(measure(server, n, options))
-        except (BenchError, subprocess.TimeoutExpired) as exc:
+        except (BenchError, ServerStartError, subprocess.TimeoutExpired) as exc:
             print(f"webrtc-stt capacity bench: {exc}", file=sys.stderr)
             return 1
     print(table(points))
     best = capacity(points)
     print(f"capacity: {best} concurrent streams (p95 final <= {TARGET_P95_FINAL_S} s, WER "
           f"within {TARGET_WER_POINTS:g} point of N={points[0].sessions}, none refused)")
-    write_json(args.json or RESULTS_DIR / f"capacity-{_stamp()}.json", {
+    write_json(args.json or default_path("capacity"), {
         "created": datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv if argv is None else list(argv),
         "model": args.model,
@@ -435,17 +304,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "points": [asdict(point) for point in points],
     })
     return 0
-
-
-def write_json(path: Path, data: dict[str, object]) -> None:
-    """Write results, creating the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
-
-
-def _stamp() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 if __name__ == "__main__":

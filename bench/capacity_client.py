@@ -32,14 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.metrics import Clip, load_manifest
+from bench.harness.corpus import Clip, load_manifest, manifest_path
 from client.transcribe import ServerError, Transcript, transcribe
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.audio.resample import Samples, load_audio
+from webrtc_stt.events import Final, Partial
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / (
-    "manifest.jsonl"
-)
+DEFAULT_MANIFEST = manifest_path("speech")
 DEFAULT_IDS = (
     "1089-134686-0000", "1089-134691-0001", "1221-135766-0001", "1995-1837-0001",
     "1688-142285-0000", "jfk", "LJ001-0021", "LJ001-0025", "arctic_a0024",
@@ -130,13 +129,12 @@ def latencies(transcript: Transcript) -> tuple[tuple[float, ...], tuple[float, .
     """Final latencies and first-text latencies of one stream, in seconds."""
     finals: list[float] = []
     first_text: dict[int, float] = {}
-    for received in transcript.events:
-        data = received.data
-        at = received.at - transcript.audio_started_at
-        if data.get("type") == "final":
-            finals.append(at - float(data["end"]))
-        if data.get("type") in ("partial", "final") and data.get("text"):
-            first_text.setdefault(int(data["segment_id"]), at - float(data["start"]))
+    for arrived, event in transcript.typed():
+        at = arrived - transcript.audio_started_at
+        if isinstance(event, Final):
+            finals.append(at - event.end / SAMPLE_RATE)
+        if isinstance(event, Partial | Final) and event.text:
+            first_text.setdefault(event.segment_id, at - event.start / SAMPLE_RATE)
     return tuple(finals), tuple(first_text.values())
 
 
@@ -155,7 +153,7 @@ async def stream_one(index: int, url: str, samples: Samples, reference: str,
                             0)
     finals, first_text = latencies(transcript)
     last = max((e.at for e in transcript.events), default=transcript.audio_started_at)
-    partials = sum(1 for e in transcript.events if e.data.get("type") == "partial")
+    partials = sum(1 for _, e in transcript.typed() if isinstance(e, Partial))
     return StreamResult(index, "ok", "", reference, transcript.text, seconds,
                         transcript.audio_started_at, last, finals, first_text, partials)
 

@@ -40,40 +40,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
-import json
 import math
 import platform
-import string
 import sys
 import time
 from array import array
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import psutil
 
-from bench.metrics import corpus_wer, percentile
-from tests.data import clip
-from tests.fakes import ScriptedDecoder
+from bench.harness.clock import CHUNK, DECODE_TIMEOUT_S, ObservedEngine, drive
+from bench.harness.corpus import Clip, load_set
+from bench.harness.report import default_path, write_json
+from bench.metrics import (
+    corpus_wer,
+    mean,
+    percentile,
+    repeated_run,
+    slope,
+    tail_overlap,
+    words_of,
+)
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine, EngineLoad, LocalEngine
+from webrtc_stt.asr.engine import Engine, LocalEngine
 from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples, load_audio
 from webrtc_stt.config import SessionConfig
 from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.session import Session
+from webrtc_stt.testing import ScriptedDecoder
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 CLIPS = ("LJ001-0001_0017_longform", "earnings22_4482311_3_62")
-CHUNK = SAMPLE_RATE // 50
-"""20 ms, what WebRTC delivers."""
 MINUTE = 60 * SAMPLE_RATE
 WARMUP_MINUTES = 1
 REPEAT_WORDS = 6
@@ -81,7 +83,6 @@ REPEAT_WORDS = 6
 REPEAT_EXAMPLES = 20
 BLOCK_MINUTES = 5
 """Rows of the printed table."""
-DECODE_TIMEOUT_S = 300.0
 CALIBRATION_S = 6.0
 """Audio of the fixed final decode timed every minute, about a typical final's."""
 CALIBRATION_RUNS = 3
@@ -118,9 +119,14 @@ class LoopedAudio:
         self.loop_length = len(self.audio)
 
     @classmethod
+    def of(cls, clips: Sequence[Clip], gap_s: float) -> LoopedAudio:
+        """These clips, decoded."""
+        return cls([(c.id, c.text, load_audio(c.audio)) for c in clips], gap_s)
+
+    @classmethod
     def standard(cls, gap_s: float) -> LoopedAudio:
         """The speech set's long-form clips."""
-        return cls([(c.id, c.text, load_audio(c.audio)) for c in map(clip, CLIPS)], gap_s)
+        return cls.of(load_set("speech", CLIPS), gap_s)
 
     def read(self, position: int, count: int) -> Samples:
         """Up to ``count`` samples from stream ``position``, not crossing a loop's end."""
@@ -180,44 +186,6 @@ class DecodeLog:
         return float(np.mean(np.asarray(self.wall_s)[indices])) * 1000 if len(indices) else None
 
 
-class TimedEngine:
-    """An :class:`Engine` wrapper that times every decode in wall-clock seconds."""
-
-    def __init__(self, inner: Engine, position: Callable[[], int]) -> None:
-        self._inner = inner
-        self._position = position
-        self.log = DecodeLog()
-
-    @property
-    def model_name(self) -> str:
-        return self._inner.model_name
-
-    @property
-    def multilingual(self) -> bool:
-        return self._inner.multilingual
-
-    async def decode(self, request: DecodeRequest) -> DecodeResult:
-        position = self._position()
-        started = time.perf_counter()
-        result = await self._inner.decode(request)
-        self.log.add(position, request.kind, request.seconds, time.perf_counter() - started)
-        return result
-
-    def load(self) -> EngineLoad:
-        return self._inner.load()
-
-    def forget(self, session_key: str) -> None:
-        self._inner.forget(session_key)
-
-
-class QuietScriptedDecoder(ScriptedDecoder):
-    """The tests' scripted decoder without its record of calls, which would keep every
-    request's audio for the whole run."""
-
-    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
-        return [self._decode(r) for r in requests]
-
-
 # -- the session's buffers ---------------------------------------------------------------
 
 
@@ -255,35 +223,6 @@ def probe(session: Session) -> Internals:
         owed_finals=len(transcriber._ended),
         vad_buffered=session.vad_backlog,
     )
-
-
-# -- repeated text -----------------------------------------------------------------------
-
-_PUNCTUATION = string.punctuation + "“”‘’«»…—–"
-
-
-def words_of(text: str) -> list[str]:
-    """Words without case and surrounding punctuation."""
-    words = (w.strip(_PUNCTUATION).casefold() for w in text.split())
-    return [w for w in words if w]
-
-
-def repeated_run(words: Sequence[str], min_words: int = REPEAT_WORDS) -> str | None:
-    """A run of at least ``min_words`` words said twice in a row ("a b c a b c"), if any."""
-    n = len(words)
-    for size in range(min_words, n // 2 + 1):
-        for i in range(n - 2 * size + 1):
-            if words[i : i + size] == words[i + size : i + 2 * size]:
-                return " ".join(words[i : i + size])
-    return None
-
-
-def tail_overlap(previous: Sequence[str], words: Sequence[str]) -> int:
-    """Length of the longest run that ends ``previous`` and starts ``words``."""
-    for k in range(min(len(previous), len(words)), 0, -1):
-        if list(previous[-k:]) == list(words[:k]):
-            return k
-    return 0
 
 
 # -- following the event stream ----------------------------------------------------------
@@ -375,7 +314,7 @@ class Tracker:
             self.empty_finals += 1
             return
         at_s = final.start / SAMPLE_RATE
-        run = repeated_run(words)
+        run = repeated_run(words, REPEAT_WORDS)
         if run is not None:
             self._repeat(Repeat(at_s, "within", run))
         overlap = tail_overlap(self._previous_words, words)
@@ -517,17 +456,6 @@ class Report:
     per_loop: list[LoopStats] = field(default_factory=list)
 
 
-def slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """Least-squares slope of ``ys`` over ``xs``; None without two distinct x."""
-    if len(xs) < 2 or len(set(xs)) < 2:
-        return None
-    return float(np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)[0])
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
 def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
@@ -564,18 +492,18 @@ async def run_long_session(
     config = config or SessionConfig()
     config = replace(config, streaming=replace(config.streaming, adaptive_cadence=False))
     session: Session
-    timed = TimedEngine(engine, lambda: session.position)
-    session = Session("long", timed, config=config, text_filter=text_filter)
+    log = DecodeLog()
+
+    def on_decode(request: DecodeRequest, _: DecodeResult, wall_s: float) -> None:
+        # The clock stands still while a decode runs: the position now is the one it
+        # was asked at.
+        log.add(session.position, request.kind, request.seconds, wall_s)
+
+    session = Session("long", ObservedEngine(engine, on_decode), config=config,
+                      text_filter=text_filter)
     tracker = Tracker(feed, check_tail=not scripted)
-    subscription = session.events.subscribe()
-
-    async def consume() -> None:
-        async for envelope in subscription:
-            tracker.on_event(session.position, envelope)
-
     total = int(minutes * MINUTE)
     rows: list[MinuteStats] = []
-    log = timed.log
     logged = 0
     maxima = _Maxima()
     rss_start = _rss_mb()
@@ -583,65 +511,63 @@ async def run_long_session(
     started = minute_started = time.perf_counter()
     finals_before = 0
     latency_before = 0
-    consumer = asyncio.create_task(consume())
-    session.start()
-    try:
-        position = 0
+
+    position = 0  # samples fed so far: the minute boundaries are counted on it
+
+    def pieces() -> Iterator[Samples]:
+        nonlocal position
         while position < total:
             next_minute = (position // MINUTE + 1) * MINUTE
             chunk = feed.read(position, min(CHUNK, total - position, next_minute - position))
-            session.push_audio(chunk)
             position += len(chunk)
-            await asyncio.wait_for(session.settle(), DECODE_TIMEOUT_S)
-            await asyncio.sleep(0)  # let the consumer see what was published
-            internals = probe(session)
-            maxima.see(internals)
-            if position % MINUTE and position < total:
-                continue
-            now = time.perf_counter()
-            gc.collect()  # count live objects, not garbage waiting for the collector
-            load = engine.load()
-            partial = log.select(DecodeKind.PARTIAL, since=logged)
-            final = log.select(DecodeKind.FINAL, since=logged)
-            latencies = [s for _, s in tracker.endpoint_latency[latency_before:]]
-            row = MinuteStats(
-                minute=math.ceil(position / MINUTE),
-                wall_s=round(now - minute_started, 3),
-                rss_mb=round(_rss_mb(), 2),
-                python_objects=len(gc.get_objects()),
-                partial_decodes=len(partial),
-                partial_decode_ms=_round(log.mean_ms(partial), 2),
-                final_decodes=len(final),
-                final_decode_ms=_round(log.mean_ms(final), 2),
-                final_decode_audio_s=_round(
-                    _mean([log.audio_s[i] for i in final]), 2),
-                finals=tracker.finals - finals_before,
-                endpoint_latency_s=_round(_mean(latencies), 3),
-                audio_held_s=maxima.held / SAMPLE_RATE,
-                audio_needed_s=maxima.needed / SAMPLE_RATE,
-                audio_capacity_s=maxima.capacity / SAMPLE_RATE,
-                event_history=internals.event_history,
-                prompt_chars=internals.prompt_chars,
-                owed_finals=internals.owed_finals,
-                engine_waiting=load.waiting_finals + load.waiting_partials,
-                calibration_ms=round(await _calibrate(engine, feed), 2),
-            )
-            rows.append(row)
-            if on_minute is not None:
-                on_minute(row, internals)
-            maxima = _Maxima()
-            logged = len(log)
-            finals_before = tracker.finals
-            latency_before = len(tracker.endpoint_latency)
-            minute_started = time.perf_counter()
+            yield chunk
         tracker.feed_ended = True
-        await session.finish(timeout=DECODE_TIMEOUT_S)
-        await asyncio.wait_for(consumer, 30)
-    finally:
-        await session.close()
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
+
+    async def after_chunk() -> None:
+        nonlocal maxima, logged, finals_before, latency_before, minute_started
+        internals = probe(session)
+        maxima.see(internals)
+        if position % MINUTE and position < total:
+            return
+        now = time.perf_counter()
+        gc.collect()  # count live objects, not garbage waiting for the collector
+        load = engine.load()
+        partial = log.select(DecodeKind.PARTIAL, since=logged)
+        final = log.select(DecodeKind.FINAL, since=logged)
+        latencies = [s for _, s in tracker.endpoint_latency[latency_before:]]
+        row = MinuteStats(
+            minute=math.ceil(position / MINUTE),
+            wall_s=round(now - minute_started, 3),
+            rss_mb=round(_rss_mb(), 2),
+            python_objects=len(gc.get_objects()),
+            partial_decodes=len(partial),
+            partial_decode_ms=_round(log.mean_ms(partial), 2),
+            final_decodes=len(final),
+            final_decode_ms=_round(log.mean_ms(final), 2),
+            final_decode_audio_s=_round(
+                mean([log.audio_s[i] for i in final]), 2),
+            finals=tracker.finals - finals_before,
+            endpoint_latency_s=_round(mean(latencies), 3),
+            audio_held_s=maxima.held / SAMPLE_RATE,
+            audio_needed_s=maxima.needed / SAMPLE_RATE,
+            audio_capacity_s=maxima.capacity / SAMPLE_RATE,
+            event_history=internals.event_history,
+            prompt_chars=internals.prompt_chars,
+            owed_finals=internals.owed_finals,
+            engine_waiting=load.waiting_finals + load.waiting_partials,
+            calibration_ms=round(await _calibrate(engine, feed), 2),
+        )
+        rows.append(row)
+        if on_minute is not None:
+            on_minute(row, internals)
+        maxima = _Maxima()
+        logged = len(log)
+        finals_before = tracker.finals
+        latency_before = len(tracker.endpoint_latency)
+        minute_started = time.perf_counter()
+
+    await drive(session, pieces(), tracker.on_event, after_chunk=after_chunk,
+                timeout=DECODE_TIMEOUT_S)
     wall = time.perf_counter() - started
     loops = _loops(feed, tracker, log, total, scripted)
     return Report(
@@ -699,7 +625,7 @@ def _loops(feed: LoopedAudio, tracker: Tracker, log: DecodeLog, total: int,
             ref_words=None if wer is None else wer.ref_words,
             final_decode_ms=_round(log.mean_ms(log.select(DecodeKind.FINAL, lo, hi)), 2),
             partial_decode_ms=_round(log.mean_ms(log.select(DecodeKind.PARTIAL, lo, hi)), 2),
-            endpoint_latency_s=_round(_mean(latencies), 3),
+            endpoint_latency_s=_round(mean(latencies), 3),
         ))
     return out
 
@@ -724,7 +650,7 @@ def _summarize(rows: Sequence[MinuteStats], loops: Sequence[LoopStats], tracker:
     timed = [r for r in settled if r.final_decode_ms is not None and r.calibration_ms > 0]
     ratios = [(r.final_decode_ms or 0.0) / r.calibration_ms for r in timed]
     relative = slope([r.minute / 60 for r in timed], ratios)
-    relative_pct = None if relative is None else relative / (_mean(ratios) or 1.0) * 100
+    relative_pct = None if relative is None else relative / (mean(ratios) or 1.0) * 100
     calibration = [r.calibration_ms for r in settled]
     partial_ms, partial_slope = fit(DecodeKind.PARTIAL)
     endpoint = [s for _, s in tracker.endpoint_latency]
@@ -747,7 +673,7 @@ def _summarize(rows: Sequence[MinuteStats], loops: Sequence[LoopStats], tracker:
         final_decode_ms=final_ms,
         final_decode_slope_ms_per_h=final_slope,
         final_decode_relative_slope_pct_per_h=_round(relative_pct, 2),
-        calibration_ms=_round(_mean(calibration), 2),
+        calibration_ms=_round(mean(calibration), 2),
         calibration_slope_ms_per_h=_round(slope([r.minute / 60 for r in settled],
                                                 calibration), 3),
         partial_decode_ms=partial_ms,
@@ -812,12 +738,12 @@ def block_row(rows: Sequence[MinuteStats]) -> str:
     latencies = [r.endpoint_latency_s for r in rows if r.endpoint_latency_s is not None]
     last = rows[-1]
     return (f"{rows[0].minute - 1:>3}-{last.minute:<3} {last.rss_mb:>8.1f} "
-            f"{last.python_objects:>8} {_mean([r.wall_s for r in rows]) or 0:>10.2f} "
+            f"{last.python_objects:>8} {mean([r.wall_s for r in rows]) or 0:>10.2f} "
             f"{partial_ms:>10.1f} {final_ms:>9.1f} {sum(r.finals for r in rows):>6} "
-            f"{_fmt(_mean(latencies), '.3f'):>9} {max(r.audio_held_s for r in rows):>7.1f} "
+            f"{_fmt(mean(latencies), '.3f'):>9} {max(r.audio_held_s for r in rows):>7.1f} "
             f"{max(r.audio_capacity_s for r in rows):>6.1f} "
             f"{max(r.event_history for r in rows):>6} {max(r.prompt_chars for r in rows):>6} "
-            f"{_mean([r.calibration_ms for r in rows]) or 0:>8.1f}")
+            f"{mean([r.calibration_ms for r in rows]) or 0:>8.1f}")
 
 
 def loop_table(loops: Sequence[LoopStats]) -> str:
@@ -875,7 +801,7 @@ async def _main(args: argparse.Namespace) -> Report:
     engine: LocalEngine
     text_filter: TextFilter | None = None
     if args.scripted:
-        engine = LocalEngine(QuietScriptedDecoder())
+        engine = LocalEngine(ScriptedDecoder(record=False))
     else:
         from signaling.config import ServerConfig
         from signaling.server import build_engine
@@ -926,10 +852,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert report.summary is not None
     print(loop_table(report.per_loop))
     print(summary_text(report.summary))
-    out = args.json_out or RESULTS_DIR / f"long_session-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    print(f"report: {out}")
+    write_json(args.json_out or default_path("long_session"), report)
     s = report.summary
     broken = s.repeats + s.overlapping_finals + s.seq_gaps + s.segment_id_gaps
     return 1 if broken else 0

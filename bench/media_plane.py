@@ -37,18 +37,11 @@ import numpy as np
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 
-from bench.capacity import (
-    RESULTS_DIR,
-    BenchError,
-    ClientOptions,
-    PointResult,
-    free_port,
-    measure,
-    running_server,
-    write_json,
-)
+from bench.capacity import SAMPLE_EVERY_S, BenchError, ClientOptions, PointResult, measure
 from bench.capacity_client import DEFAULT_IDS, DEFAULT_MANIFEST, playlist
-from bench.metrics import load_manifest
+from bench.harness.corpus import load_manifest
+from bench.harness.report import default_path, write_json
+from bench.harness.server import ServerProcess, ServerStartError, free_port
 from signaling.config import ServerConfig
 from signaling.server import start_server
 from webrtc_stt import SAMPLE_RATE
@@ -208,16 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"N={n}: streaming {args.duration:.0f} s per client ...", flush=True)
         command = [sys.executable, "-m", "bench.media_plane", "--serve", str(port)]
         try:
-            with running_server(command, f"http://127.0.0.1:{port}") as server:
+            with ServerProcess(command, f"http://127.0.0.1:{port}",
+                               sample_every_s=SAMPLE_EVERY_S) as server:
                 points.append(measure(server, n, options))
-        except (BenchError, subprocess.TimeoutExpired) as exc:
+        except (BenchError, ServerStartError, subprocess.TimeoutExpired) as exc:
             print(f"webrtc-stt media-plane bench: {exc}", file=sys.stderr)
             return 1
     samples, _ = playlist(load_manifest(args.manifest, args.ids.split(",")), 30.0)
     steps = step_costs(samples)
     print(table(points, steps))
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    write_json(args.json or RESULTS_DIR / f"media_plane-{stamp}.json", {
+    write_json(args.json or default_path("media_plane"), {
         "created": datetime.now().isoformat(timespec="seconds"),
         "host": platform.node(),
         "cpu_count": os.cpu_count(),

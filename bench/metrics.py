@@ -7,29 +7,31 @@ through Whisper's English normalizer, then jiwer aligns words over the whole cor
 
 from __future__ import annotations
 
-import json
 import math
 import string
-import wave
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
-from pathlib import Path
 
 import jiwer
+import numpy as np
 from whisper_normalizer.english import EnglishTextNormalizer
 
 __all__ = [
-    "Clip",
     "FlickerStats",
     "LatencyStats",
     "WerResult",
     "corpus_wer",
     "flicker",
-    "load_manifest",
+    "mean",
     "normalize",
     "percentile",
+    "repeated_run",
+    "slope",
+    "strip_brackets",
+    "tail_overlap",
+    "words_of",
 ]
 
 
@@ -49,6 +51,18 @@ def normalize(text: str) -> str:
     return result
 
 
+_BRACKETS = str.maketrans(dict.fromkeys("()[]{}<>", " "))
+
+
+def strip_brackets(reference: str) -> str:
+    """A reference with its bracket characters blanked and the words inside kept.
+
+    Whisper's normalizer deletes bracketed text as non-speech ("[laughs]"), but in the
+    references brackets hold words that were spoken (LJ Speech's parenthetical remarks).
+    """
+    return reference.translate(_BRACKETS)
+
+
 @dataclass(frozen=True)
 class WerResult:
     """Word error rate over a corpus, with its edit counts (after normalization)."""
@@ -63,12 +77,13 @@ class WerResult:
 def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> WerResult:
     """Corpus WER: (S + D + I) / reference words, summed over all pairs, not averaged.
 
-    Both sides are normalized first. Raises ``ValueError`` when the lengths differ or the
-    references hold no word at all (WER is undefined then).
+    Both sides are normalized first, the references after :func:`strip_brackets`. Raises
+    ``ValueError`` when the lengths differ or the references hold no word at all (WER is
+    undefined then).
     """
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    norm_refs = [normalize(r) for r in refs]
+    norm_refs = [normalize(strip_brackets(r)) for r in refs]
     norm_hyps = [normalize(h) for h in hyps]
     ref_words = sum(len(r.split()) for r in norm_refs)
     if ref_words == 0:
@@ -84,61 +99,6 @@ def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> WerResult:
         insertions=insertions,
         ref_words=ref_words,
     )
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One manifest entry: a mono WAV file and its reference transcript."""
-
-    id: str
-    audio: Path
-    text: str
-    seconds: float
-    kind: str
-    sample_rate: int
-
-
-def load_manifest(path: Path | str, ids: Iterable[str] | None = None) -> list[Clip]:
-    """Read a JSON-lines manifest; audio paths resolve relative to the manifest's folder.
-
-    ``sample_rate`` is read from the WAV header, since the manifest only records the rate
-    of the original recording (``orig_sample_rate``) before it was converted. With ``ids``,
-    the clips come back in that order and an unknown id raises ``KeyError``; without, in
-    manifest order.
-    """
-    manifest = Path(path)
-    clips: dict[str, Clip] = {}
-    with manifest.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            if not isinstance(entry, dict):
-                raise ValueError(f"{manifest}:{number}: not a JSON object")
-            clip_id = str(entry["id"])
-            if clip_id in clips:
-                raise ValueError(f"{manifest}:{number}: duplicate id {clip_id!r}")
-            audio = (manifest.parent / str(entry["audio"])).resolve()
-            clips[clip_id] = Clip(
-                id=clip_id,
-                audio=audio,
-                text=str(entry["text"]),
-                seconds=float(entry["seconds"]),
-                kind=str(entry.get("kind", "utterance")),
-                sample_rate=_wav_rate(audio),
-            )
-    if ids is None:
-        return list(clips.values())
-    wanted = list(ids)
-    missing = [i for i in wanted if i not in clips]
-    if missing:
-        raise KeyError(f"not in {manifest}: {', '.join(missing)}")
-    return [clips[i] for i in wanted]
-
-
-def _wav_rate(path: Path) -> int:
-    with wave.open(str(path), "rb") as wav:
-        return wav.getframerate()
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -198,13 +158,14 @@ class FlickerStats:
 _PUNCTUATION = string.punctuation + "“”‘’«»…—–"
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
+    """Words without case and surrounding punctuation."""
     # Whisper adds punctuation and capitals as context grows ("world" -> "World."), which
     # the viewer hardly sees as a change; only word identity counts. Whisper's normalizer
     # would go further (numbers, spellings) and could merge or split words, breaking the
     # prefix comparison, so it is not used here.
-    words = (w.strip(_PUNCTUATION).casefold() for w in text.split())
-    return [w for w in words if w]
+    found = (w.strip(_PUNCTUATION).casefold() for w in text.split())
+    return [w for w in found if w]
 
 
 def _is_prefix(prefix: Sequence[str], words: Sequence[str]) -> bool:
@@ -219,13 +180,13 @@ def flicker(partials: Sequence[tuple[str, str]], final: str) -> FlickerStats:
     final, whose words do not start with the words of a committed prefix shown earlier.
     Words are compared case-insensitively, ignoring surrounding punctuation.
     """
-    texts = [_words(text) for text, _ in partials]
-    committed = [_words(c) for _, c in partials]
+    texts = [words_of(text) for text, _ in partials]
+    committed = [words_of(c) for _, c in partials]
     updates = max(0, len(texts) - 1)
     changed = sum(1 for prev, cur in pairwise(texts) if not _is_prefix(prev, cur))
     # Each later text is checked against every distinct commit before it, not only the
     # last one: a commit that shrank or changed would hide an earlier commit's retraction.
-    later_texts = [*texts[1:], _words(final)]
+    later_texts = [*texts[1:], words_of(final)]
     retractions = 0
     seen: list[list[str]] = []
     # Not strict: with no partials there is a final but no commit to check it against.
@@ -240,3 +201,33 @@ def flicker(partials: Sequence[tuple[str, str]], final: str) -> FlickerStats:
         flicker_rate=changed / updates if updates else 0.0,
         retractions=retractions,
     )
+
+
+def repeated_run(words: Sequence[str], min_words: int) -> str | None:
+    """A run of at least ``min_words`` words said twice in a row ("a b c a b c"), if any."""
+    n = len(words)
+    for size in range(min_words, n // 2 + 1):
+        for i in range(n - 2 * size + 1):
+            if words[i : i + size] == words[i + size : i + 2 * size]:
+                return " ".join(words[i : i + size])
+    return None
+
+
+def tail_overlap(previous: Sequence[str], words: Sequence[str]) -> int:
+    """Length of the longest run that ends ``previous`` and starts ``words``."""
+    for k in range(min(len(previous), len(words)), 0, -1):
+        if list(previous[-k:]) == list(words[:k]):
+            return k
+    return 0
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares slope of ``ys`` over ``xs``; None without two distinct x."""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        return None
+    return float(np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)[0])
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """The arithmetic mean, None of no values."""
+    return math.fsum(values) / len(values) if values else None

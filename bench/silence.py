@@ -5,8 +5,9 @@ Five 60 s signals at 16 kHz, all seeded: digital silence, white noise, pink nois
 20 s apart. Each goes through a real :class:`~webrtc_stt.session.Session` (Silero VAD,
 streaming transcriber, text filters) on a real Whisper engine.
 
-The feed runs on a virtual clock: audio goes in 20 ms chunks and, whenever the session
-has a decode in flight, the feed waits for it, as if compute took no time. Every decode
+The feed runs on the virtual clock of :mod:`bench.harness.clock`: audio goes in 20 ms
+chunks and, whenever the session has a decode in flight, the feed waits for it, as if
+compute took no time. Every decode
 the transcriber schedules runs at the audio position it was scheduled at, so a run sees
 at least as many partials as a real-time stream would, whatever the machine's load, and
 takes seconds instead of minutes.
@@ -20,17 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from bench.harness.clock import CHUNK, DECODE_TIMEOUT_S, ObservedEngine, chunks, drive
+from bench.harness.corpus import Clip, load_set
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine, EngineLoad
+from webrtc_stt.asr.engine import Engine
 from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples, load_audio
@@ -38,15 +39,10 @@ from webrtc_stt.config import SessionConfig
 from webrtc_stt.events import Event, Final, Partial, SpeechStart
 from webrtc_stt.session import Session
 
-SPEECH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
-FRAME = SAMPLE_RATE // 50
-"""20 ms, what WebRTC delivers."""
 SECONDS = 60.0
-ROOM_UTTERANCES = (("jfk.wav", "And so, my fellow Americans, ask not what your country can "
-                    "do for you, ask what you can do for your country."),
-                   ("1089-134691-0000.wav", "HE COULD WAIT NO LONGER"))
+ROOM_UTTERANCES = ("jfk", "1089-134691-0000")
+"""Clips of the ``speech`` set spoken into the room noise."""
 ROOM_GAP_S = 20.0
-DECODE_TIMEOUT_S = 120.0
 
 
 # -- signals -----------------------------------------------------------------------------
@@ -132,15 +128,15 @@ def room_with_utterances(
                   tuple(text for _, text in utterances))
 
 
-def standard_signals(speech_dir: Path = SPEECH_DIR, seconds: float = SECONDS) -> list[Signal]:
-    """The five signals of the "never invent words" check."""
-    utterances = [(load_audio(speech_dir / name), text) for name, text in ROOM_UTTERANCES]
+def standard_signals(utterances: Sequence[Clip], seconds: float = SECONDS) -> list[Signal]:
+    """The five signals of the "never invent words" check, the room holding ``utterances``."""
+    spoken = [(load_audio(c.audio), c.text) for c in utterances]
     return [
         Signal("digital silence", silence(seconds)),
         Signal("white noise -30 dBFS", white_noise(seconds)),
         Signal("pink noise -30 dBFS", pink_noise(seconds)),
         Signal("440 Hz tone -12 dBFS", tone(seconds)),
-        room_with_utterances(utterances, seconds),
+        room_with_utterances(spoken, seconds),
     ]
 
 
@@ -156,52 +152,6 @@ class Decoded:
     text: str
     no_speech_prob: float
     avg_logprob: float
-
-
-class LockstepEngine:
-    """An :class:`Engine` wrapper for the virtual clock: it counts decodes in flight so the
-    feed can wait for them, records the model's raw results, and reports an idle engine
-    (compute takes no virtual time, so partials are never slowed down for load)."""
-
-    def __init__(self, inner: Engine) -> None:
-        self._inner = inner
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self.decoded: list[Decoded] = []
-
-    @property
-    def model_name(self) -> str:
-        return self._inner.model_name
-
-    @property
-    def multilingual(self) -> bool:
-        return self._inner.multilingual
-
-    async def decode(self, request: DecodeRequest) -> DecodeResult:
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            result = await self._inner.decode(request)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
-        self.decoded.append(Decoded(request.kind, request.seconds, result.text,
-                                    result.no_speech_prob, result.avg_logprob))
-        return result
-
-    def load(self) -> EngineLoad:
-        return replace(self._inner.load(), waiting_finals=0, waiting_partials=0,
-                       busy_fraction=0.0)
-
-    def forget(self, session_key: str) -> None:
-        self._inner.forget(session_key)
-
-    async def settle(self) -> None:
-        """Return once no decode is in flight (a completed decode may start the next)."""
-        while self._in_flight:
-            await asyncio.wait_for(self._idle.wait(), DECODE_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -253,32 +203,19 @@ async def run_signal(
     language: str | None = "en",
 ) -> NoiseRun:
     """Feed ``signal`` through a fresh session on the virtual clock; collect its events."""
-    lockstep = LockstepEngine(engine)
-    session = Session(f"noise-{signal.name}", lockstep, config=config, language=language,
+    decoded: list[Decoded] = []
+
+    def on_decode(request: DecodeRequest, result: DecodeResult, _: float) -> None:
+        decoded.append(Decoded(request.kind, request.seconds, result.text,
+                               result.no_speech_prob, result.avg_logprob))
+
+    observed = ObservedEngine(engine, on_decode, idle_load=True)
+    session = Session(f"noise-{signal.name}", observed, config=config, language=language,
                       text_filter=text_filter)
     events: list[Event] = []
-
-    async def collect() -> None:
-        async for envelope in session.events.subscribe():
-            events.append(envelope.event)
-
-    collector = asyncio.create_task(collect())
-    session.start()
-    try:
-        for offset in range(0, len(signal.audio), FRAME):
-            session.push_audio(signal.audio[offset : offset + FRAME])
-            # Let the decode task pick up what this chunk made due, then wait for it.
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            await lockstep.settle()
-        await session.finish(timeout=DECODE_TIMEOUT_S)
-        await asyncio.wait_for(collector, 10)
-    finally:
-        await session.close()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
-    return NoiseRun(signal, tuple(events), tuple(lockstep.decoded))
+    await drive(session, chunks(signal.audio, CHUNK), lambda _, e: events.append(e.event),
+                timeout=DECODE_TIMEOUT_S)
+    return NoiseRun(signal, tuple(events), tuple(decoded))
 
 
 # -- command line ------------------------------------------------------------------------
@@ -308,7 +245,7 @@ async def _run_all(model: str, seconds: float,
     engine = await asyncio.to_thread(build_engine, ServerConfig(engine=engine_config))
     runs: list[NoiseRun] = []
     try:
-        for signal in standard_signals(seconds=seconds):
+        for signal in standard_signals(load_set("speech", ROOM_UTTERANCES), seconds):
             run = await run_signal(engine, signal,
                                    text_filter=TextFilter.from_engine(engine_config))
             report(run)

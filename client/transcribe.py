@@ -24,8 +24,10 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from webrtc_stt import wire
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import IcePolicy
+from webrtc_stt.events import Envelope, Event, Final
 from webrtc_stt.ingest.webrtc.ice import ice_policy
 
 RATE = 16_000
@@ -34,10 +36,25 @@ FRAME = 320  # 20 ms
 
 @dataclass(frozen=True)
 class Received:
-    """One event as it arrived: the parsed JSON and the client's monotonic clock."""
+    """One message as it arrived: the parsed JSON and the client's monotonic clock."""
 
     data: dict[str, Any]
     at: float
+
+    @property
+    def envelope(self) -> Envelope | None:
+        """The typed event, times as sample indices; None for a message that is not an
+        event (a WebSocket ``mark`` echo). Raises :class:`~webrtc_stt.wire.WireError`
+        for an event that breaks the wire format."""
+        if self.data.get("type") not in wire.EVENT_TYPES:
+            return None
+        return wire.decode(self.data)
+
+    @property
+    def event(self) -> Event | None:
+        """The typed event alone (see :attr:`envelope`)."""
+        envelope = self.envelope
+        return None if envelope is None else envelope.event
 
 
 @dataclass
@@ -53,13 +70,18 @@ class Transcript:
     audio_seconds: float = 0.0
 
     def finals(self) -> list[dict[str, Any]]:
-        """Final events in order."""
+        """Final events in order, as their JSON objects."""
         return [e.data for e in self.events if e.data.get("type") == "final"]
+
+    def typed(self) -> list[tuple[float, Event]]:
+        """Every event with its arrival time, typed; messages that are not events left out."""
+        return [(r.at, event) for r in self.events if (event := r.event) is not None]
 
     @property
     def text(self) -> str:
         """All final text joined."""
-        return " ".join(f["text"] for f in self.finals() if f["text"]).strip()
+        finals = (e.text for _, e in self.typed() if isinstance(e, Final))
+        return " ".join(t for t in finals if t).strip()
 
 
 class FileTrack(MediaStreamTrack):

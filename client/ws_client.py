@@ -75,6 +75,22 @@ def load_audio_at(path: Path | str, rate: int) -> Samples:
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
+def resample_to(samples: Samples, rate: int) -> Samples:
+    """16 kHz mono float32 samples at ``rate``, resampled the way files are."""
+    if rate == 16_000:
+        return samples
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1), format="flt",
+        layout="mono")
+    frame.sample_rate = 16_000
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    parts = [_mono(f) for f in resampler.resample(frame)]
+    parts.extend(_mono(f) for f in resampler.resample(None))
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
 def _mono(frame: av.AudioFrame) -> Samples:
     return frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
 

@@ -20,7 +20,7 @@ import pytest
 
 from tests.chromium import ChromiumPage, chromium_path
 from tests.conftest import ServerThread
-from tests.data import SPEECH_DIR
+from tests.data import as_wav, clip
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -56,9 +56,8 @@ def speech_wav(tmp_path: Path) -> Path:
     is up; the silence keeps the first words from being spoken into the void (a person,
     too, waits for "Connected" before talking).
     """
-    source = SPEECH_DIR / "jfk.wav"
-    _need(source.is_file(), f"{source} is missing")
     _need(chromium_path() is not None, "Chromium is not installed")
+    source = as_wav(clip("jfk").audio, tmp_path)
     target = tmp_path / "jfk-after-silence.wav"
     with wave.open(str(source), "rb") as wav:
         params = wav.getparams()

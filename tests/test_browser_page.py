@@ -26,6 +26,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from tests.chromium import ChromiumPage, chromium_path
+from tests.data import as_wav, clip
 from webrtc_stt import wire
 from webrtc_stt.events import (
     Envelope,
@@ -42,8 +43,6 @@ from webrtc_stt.events import (
 pytestmark = pytest.mark.browser
 
 STATIC = Path(__file__).resolve().parents[1] / "client" / "static"
-SPEECH_DIR = Path(os.environ.get("WEBRTC_STT_SPEECH_DIR", "/work/shared/data/speech"))
-SPEECH_WAV = SPEECH_DIR / "jfk.wav"
 LOOPBACK = "127.0.0.1"
 
 PARTIAL_1 = "And so my"
@@ -257,10 +256,9 @@ def _need(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
-def speech_wav() -> Path:
-    _need(SPEECH_WAV.is_file(), f"{SPEECH_WAV} is missing")
+def speech_wav(tmp_path: Path) -> Path:
     _need(chromium_path() is not None, "Chromium is not installed")
-    return SPEECH_WAV
+    return as_wav(clip("jfk").audio, tmp_path)
 
 
 @pytest.fixture

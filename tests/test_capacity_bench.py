@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.capacity import PointResult, Sample, capacity, cpu_between, main
+from bench.capacity import PointResult, capacity, main
+from bench.harness.server import Sample, cpu_between
 from bench.metrics import LatencyStats, WerResult
+from tests.data import FIXTURE_DIR
 
 
 def test_cpu_between_interpolates_samples() -> None:
@@ -44,6 +46,7 @@ def test_capacity_is_the_largest_n_within_latency_and_wer_of_one_stream() -> Non
 def test_one_short_stream_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "capacity.json"
     assert main(["--sweep", "1", "--duration", "2", "--ids", "1089-134691-0000",
+                 "--manifest", str(FIXTURE_DIR / "manifest.jsonl"),
                  "--warmup", "0", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     [result] = report["points"]

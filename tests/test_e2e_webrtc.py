@@ -21,6 +21,7 @@ from bench.metrics import corpus_wer
 from client.transcribe import Received, transcribe
 from tests.conftest import ServerThread
 from tests.data import Clip, clip
+from webrtc_stt import wire
 
 pytestmark = pytest.mark.model
 
@@ -96,7 +97,8 @@ def check_segment(segment_id: int, events: list[Event], limit: float) -> None:
 def check_stream(events: list[Event], audio_seconds: float, tail_s: float = TAIL_S) -> None:
     """The whole event stream of one session against the wire contract."""
     assert events, "no events"
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    # Every message decodes into the typed events the server published.
+    assert [wire.decode(e).seq for e in events] == list(range(1, len(events) + 1))
     ready = events[0]
     assert ready["type"] == "ready", ready
     assert ready["sample_rate"] == 16_000 and ready["language"] == "en"

@@ -13,16 +13,18 @@ from __future__ import annotations
 import pytest
 
 from bench.long_session import (
+    CLIPS,
     Internals,
     LoopedAudio,
     MinuteStats,
-    QuietScriptedDecoder,
     run_long_session,
 )
+from tests.data import clip
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.asr.transcriber import PREROLL
 from webrtc_stt.config import SessionConfig, StreamingConfig, VadConfig
+from webrtc_stt.testing import ScriptedDecoder
 from webrtc_stt.vad import CHUNK_SAMPLES
 
 pytestmark = pytest.mark.slow
@@ -38,11 +40,12 @@ NO_SPLIT = VadConfig(long_speech_ms=10**9)
                          ids=["default", "window-cuts"])
 async def test_long_session_keeps_every_buffer_bounded(vad: VadConfig, minutes: int) -> None:
     streaming = StreamingConfig()
-    engine = LocalEngine(QuietScriptedDecoder())
+    engine = LocalEngine(ScriptedDecoder(record=False))
     seen: list[tuple[MinuteStats, Internals]] = []
     try:
         report = await run_long_session(
-            engine, minutes=minutes, feed=LoopedAudio.standard(gap_s=3.0), scripted=True,
+            engine, minutes=minutes, feed=LoopedAudio.of([clip(i) for i in CLIPS], gap_s=3.0),
+            scripted=True,
             config=SessionConfig(vad=vad, streaming=streaming),
             on_minute=lambda row, probe: seen.append((row, probe)),
         )

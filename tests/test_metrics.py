@@ -1,4 +1,5 @@
-"""Bench metrics: normalization, corpus WER, manifest, latency percentiles, flicker."""
+"""Bench metrics and harness: normalization, corpus WER, speech sets and bundled clips,
+latency percentiles, flicker, the timeline of a streamed run."""
 
 from __future__ import annotations
 
@@ -10,20 +11,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.metrics import (
+from bench.harness.corpus import (
+    SPEECH_DIR_ENV,
+    SPEECH_WIDE_DIR_ENV,
+    UNCATEGORISED,
     Clip,
+    by_category,
+    load_manifest,
+    load_set,
+    set_dir,
+)
+from bench.harness.timeline import Timeline
+from bench.metrics import (
     FlickerStats,
     LatencyStats,
     WerResult,
     corpus_wer,
     flicker,
-    load_manifest,
     normalize,
     percentile,
+    strip_brackets,
 )
-
-SHARED_MANIFEST = Path("/work/shared/data/speech/manifest.jsonl")
-
+from client.transcribe import Received, Transcript
+from tests.data import FIXTURE_DIR, as_wav, clip, fixtures, speech_set
+from webrtc_stt import wire
+from webrtc_stt.audio.resample import load_audio
+from webrtc_stt.events import Envelope, Error, Event, Final, Partial, Ready, SpeechEnd, SpeechStart
 
 # --- normalization and WER --------------------------------------------------------------
 
@@ -40,6 +53,15 @@ def test_normalize_keeps_upstream_quirks() -> None:
     # and a trailing ellipsis leaves a "." token that counts as a word.
     assert normalize("one two") == "12"
     assert normalize("what...") == "what ."
+
+
+def test_references_keep_the_words_in_brackets() -> None:
+    # Whisper's normalizer would drop "(which was printed)" as a non-speech annotation.
+    reference = "the first Bible (which was printed) [at] Mainz"
+    assert strip_brackets(reference) == "the first Bible  which was printed   at  Mainz"
+    assert corpus_wer([reference], ["the first bible which was printed at mainz"]).wer == 0.0
+    # Hypotheses are left alone: a bracketed annotation in them is not speech.
+    assert corpus_wer(["hello"], ["hello [BLANK_AUDIO]"]).wer == 0.0
 
 
 def test_corpus_wer_counts_edits_over_the_corpus() -> None:
@@ -88,8 +110,10 @@ def _write_wav(path: Path, rate: int, seconds: float) -> None:
 
 def _write_manifest(folder: Path) -> Path:
     (folder / "audio").mkdir()
+    (folder / "telephony_8k" / "audio").mkdir(parents=True)
     _write_wav(folder / "audio" / "a.wav", 16000, 0.5)
-    _write_wav(folder / "audio" / "b.wav", 8000, 0.25)
+    _write_wav(folder / "audio" / "b.wav", 16000, 0.25)
+    _write_wav(folder / "telephony_8k" / "audio" / "b.wav", 8000, 0.25)
     manifest = folder / "manifest.jsonl"
     entries = [
         {"id": "a", "audio": "audio/a.wav", "text": "Alpha.", "seconds": 0.5, "kind": "utterance"},
@@ -99,7 +123,10 @@ def _write_manifest(folder: Path) -> Path:
             "text": "Beta",
             "seconds": 0.25,
             "kind": "longform",
-            "orig_sample_rate": 44100,
+            "orig_sample_rate": 8000,
+            "category": "telephony",
+            "license": "CC0 1.0",
+            "source": "somewhere",
         },
     ]
     manifest.write_text("\n".join(json.dumps(e) for e in entries) + "\n\n", encoding="utf-8")
@@ -109,9 +136,13 @@ def _write_manifest(folder: Path) -> Path:
 def test_load_manifest(tmp_path: Path) -> None:
     clips = load_manifest(_write_manifest(tmp_path))
     assert clips == [
-        Clip("a", (tmp_path / "audio" / "a.wav").resolve(), "Alpha.", 0.5, "utterance", 16000),
-        Clip("b", (tmp_path / "audio" / "b.wav").resolve(), "Beta", 0.25, "longform", 8000),
+        Clip("a", (tmp_path / "audio" / "a.wav").resolve(), "Alpha.", 0.5, "utterance",
+             UNCATEGORISED, 16000, None, "", ""),
+        Clip("b", (tmp_path / "audio" / "b.wav").resolve(), "Beta", 0.25, "longform",
+             "telephony", 8000, (tmp_path / "telephony_8k" / "audio" / "b.wav").resolve(),
+             "CC0 1.0", "somewhere"),
     ]
+    assert list(by_category(clips)) == [UNCATEGORISED, "telephony"]
 
 
 def test_load_manifest_ids_select_and_order(tmp_path: Path) -> None:
@@ -130,15 +161,68 @@ def test_load_manifest_rejects_duplicate_ids(tmp_path: Path) -> None:
         load_manifest(manifest)
 
 
-@pytest.mark.skipif(not SHARED_MANIFEST.exists(), reason="shared speech data not present")
-def test_shared_manifest_loads() -> None:
-    clips = load_manifest(SHARED_MANIFEST)
-    assert len(clips) >= 20
-    assert len({c.id for c in clips}) == len(clips)
-    jfk = load_manifest(SHARED_MANIFEST, ids=["jfk"])[0]
-    assert jfk.audio.is_file() and jfk.sample_rate == 16000
+def test_one_setting_finds_both_sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SPEECH_WIDE_DIR_ENV, raising=False)
+    monkeypatch.setenv(SPEECH_DIR_ENV, str(tmp_path / "speech"))
+    assert set_dir("speech") == tmp_path / "speech"
+    assert set_dir("speech-wide") == tmp_path / "speech-wide"
+    monkeypatch.setenv(SPEECH_WIDE_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert set_dir("speech-wide") == tmp_path / "elsewhere"
+    with pytest.raises(FileNotFoundError, match=SPEECH_DIR_ENV):
+        load_set("speech")
+    with pytest.raises(ValueError, match="unknown speech set"):
+        set_dir("nope")
+
+
+def test_bundled_clips_are_complete_and_redistributable() -> None:
+    clips = fixtures()
+    ids = {c.id for c in clips}
+    assert {"jfk", "1089-134691-0000", "1089-134691-0001", "1221-135766-0001"} <= ids
+    assert {"telephony", "noisy", "short-command"} <= {c.category for c in clips}
+    for c in clips:
+        assert c.audio.is_file() and c.audio.suffix == ".flac", c.id
+        assert c.text and c.source and c.license, c.id
+        assert "NC" not in c.license, f"{c.id}: non-commercial licence"
+    assert any(c.audio_8k is not None for c in clips if c.category == "telephony")
+    assert sum(c.audio.stat().st_size for c in clips) < 4 * 2**20
+
+
+def test_clip_prefers_the_bundled_copy() -> None:
+    jfk = clip("jfk")
+    assert jfk.audio.parent == FIXTURE_DIR
     assert jfk.text.startswith("And so, my fellow Americans")
+
+
+def test_an_absent_set_skips_or_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SPEECH_DIR_ENV, str(tmp_path / "none"))
+    monkeypatch.delenv(SPEECH_WIDE_DIR_ENV, raising=False)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="not bundled"):
+        clip("not-bundled-anywhere")
+    assert clip("jfk").audio.parent == FIXTURE_DIR
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="speech set 'speech-wide' not found"):
+        speech_set("speech-wide")
+
+
+def test_as_wav_keeps_the_samples(tmp_path: Path) -> None:
+    source = clip("1089-134691-0000").audio
+    copy = as_wav(source, tmp_path)
+    with wave.open(str(copy), "rb") as wav:
+        assert (wav.getsampwidth(), wav.getnchannels(), wav.getframerate()) == (2, 1, 16000)
+    assert np.array_equal(load_audio(copy), load_audio(source))
+
+
+def test_full_speech_set_loads() -> None:
+    clips = speech_set("speech")
+    assert len(clips) >= 20
+    jfk = next(c for c in clips if c.id == "jfk")
+    assert jfk.audio.is_file()
     assert {c.kind for c in clips} <= {"utterance", "longform"}
+    wide = speech_set("speech-wide")
+    assert "telephony" in by_category(wide)
 
 
 # --- latency ----------------------------------------------------------------------------
@@ -228,3 +312,46 @@ def test_flicker_with_one_or_no_partial() -> None:
 def test_flicker_rate_is_finite() -> None:
     stats = flicker([("a", ""), ("b", "")], "b")
     assert math.isfinite(stats.flicker_rate) and stats.flicker_rate == 1.0
+
+
+# --- the timeline of a streamed run -----------------------------------------------------
+
+
+def _transcript(events: list[tuple[float, Event]]) -> Transcript:
+    """A transcript whose audio started at t = 100 s on the client's clock."""
+    received = [Received(wire.to_dict(Envelope("s", k, e)), 100.0 + at)
+                for k, (at, e) in enumerate(events, start=1)]
+    return Transcript("s", received, audio_started_at=100.0, audio_ended_at=103.0,
+                      audio_seconds=3.0)
+
+
+def test_timeline_measures_each_segment_on_the_clients_clock() -> None:
+    s = 16_000
+    timeline = Timeline.of(_transcript([
+        (0.0, Ready("tiny.en", "en", s)),
+        (0.8, SpeechStart(1, s // 2)),
+        (1.2, Partial(1, "", "", s // 2, s)),
+        (1.4, Partial(1, "hello", "", s // 2, 2 * s)),
+        (2.2, SpeechEnd(1, 2 * s)),
+        (2.6, Final(1, "Hello.", s // 2, 2 * s, (), "en")),
+        (2.7, SpeechStart(2, 2 * s + s // 4)),
+        (3.9, Final(2, "", 2 * s + s // 4, 3 * s, (), "en")),
+        (4.0, Error("overloaded", "try later")),
+    ]))
+    first, second = timeline.segments[1], timeline.segments[2]
+    assert first.first_text_latency() == pytest.approx(0.9)  # the empty partial is not text
+    assert first.final_latency() == pytest.approx(0.6)
+    assert first.ended_at_speech_end() and not second.ended_at_speech_end()
+    assert not second.showed_text() and second.first_text_latency() is None
+    assert timeline.final_latencies() == pytest.approx([0.6, 0.9])
+    assert timeline.last_final_at() == pytest.approx(3.9)
+    assert timeline.errors == ("overloaded: try later",)
+    assert [(sid, s.final) for sid, s in timeline.shown] == [
+        (1, False), (1, False), (1, True), (2, True)]
+
+
+def test_messages_that_are_not_events_are_left_out_of_the_timeline() -> None:
+    transcript = _transcript([(0.5, SpeechStart(1, 0))])
+    transcript.events.append(Received({"type": "mark", "name": "m1"}, 101.0))
+    assert [type(e) for _, e in transcript.typed()] == [SpeechStart]
+    assert transcript.events[-1].envelope is None

@@ -27,7 +27,7 @@ from bench.silence import (
     white_noise,
 )
 from tests.conftest import TEST_CONFIG
-from tests.data import SPEECH_DIR
+from tests.data import clip
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.asr.filters import HALLUCINATIONS, is_hallucination, normalized
 from webrtc_stt.asr.transcriber import TextFilter
@@ -78,7 +78,7 @@ async def test_text_filters_hold_when_the_vad_lets_noise_through(
 async def test_room_noise_between_utterances_shows_only_the_utterances(
     engine: LocalEngine,
 ) -> None:
-    utterances = [(load_audio(SPEECH_DIR / name), text) for name, text in ROOM_UTTERANCES]
+    utterances = [(load_audio(c.audio), c.text) for c in map(clip, ROOM_UTTERANCES)]
     signal = room_with_utterances(utterances)
     assert len(signal.audio) == 60 * 16_000
     run = await run_signal(engine, signal, text_filter=FILTER)

@@ -19,7 +19,7 @@ import pytest
 from bench.metrics import corpus_wer
 from tests.chromium import ChromiumPage, chromium_path
 from tests.conftest import ServerThread
-from tests.data import clip
+from tests.data import as_wav, clip
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -37,11 +37,9 @@ def _need(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
-def speech_wav() -> Path:
-    path = clip("jfk").audio
-    _need(path.is_file(), f"{path} is missing")
+def speech_wav(tmp_path: Path) -> Path:
     _need(chromium_path() is not None, "Chromium is not installed")
-    return path
+    return as_wav(clip("jfk").audio, tmp_path)
 
 
 async def test_whip_page_shows_the_captions(

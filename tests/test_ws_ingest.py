@@ -26,15 +26,15 @@ from client.transcribe import ServerError
 from client.ws_client import WsEncoding, WsTranscript, load_audio_at, transcribe_ws, ws_url
 from signaling import ws as ws_module
 from tests.conftest import TEST_CONFIG, ServerThread
-from tests.data import SPEECH_DIR, clip
+from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.g711 import encode_pcm16le, encode_ulaw
 from webrtc_stt.hub import HubConfig
 
 MAX_WER = 0.15
-HARVARD = SPEECH_DIR / "telephony_8k" / "OSR_us_000_0034_8k.wav"
-SENTENCES = [s.strip() + "." for s in clip("OSR_us_000_0034_8k").text.split(".") if s.strip()]
+HARVARD = "OSR_us_000_0034_8k"
+"""Ten Harvard sentences recorded at 8 kHz (full speech set only: its licence is unclear)."""
 # Cut points (s) in the pauses between the Harvard sentences of the recording.
 CUTS = {(1, 3): (4.25, 10.37), (3, 5): (10.37, 17.37), (5, 7): (17.37, 24.6), (7, 10): (24.6, None)}
 
@@ -55,10 +55,13 @@ class Case:
             return load_audio_at(reference.audio, self.rate), reference.text
         assert self.sentences is not None
         start, end = CUTS[self.sentences]
-        samples = load_audio_at(HARVARD, 8000)
+        harvard = clip(HARVARD)
+        assert harvard.audio_8k is not None
+        samples = load_audio_at(harvard.audio_8k, 8000)
         cut = samples[int(start * 8000) : None if end is None else int(end * 8000)]
         first, last = self.sentences
-        return cut, " ".join(SENTENCES[first:last])
+        sentences = [s.strip() + "." for s in harvard.text.split(".") if s.strip()]
+        return cut, " ".join(sentences[first:last])
 
 
 CASES = [
