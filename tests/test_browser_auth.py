@@ -19,7 +19,7 @@ from aiohttp import web
 from signaling.config import AuthConfig
 from tests.chromium import ChromiumPage, chromium_path
 from tests.conftest import TEST_CONFIG, ServerThread
-from tests.data import clip
+from tests.data import as_wav, clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
 
@@ -38,11 +38,9 @@ def _need(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
-def speech_wav() -> Path:
-    path = clip("jfk").audio
-    _need(path.is_file(), f"{path} is missing")
+def speech_wav(tmp_path: Path) -> Path:
     _need(chromium_path() is not None, "Chromium is not installed")
-    return path
+    return as_wav(clip("jfk").audio, tmp_path)  # Chromium's fake microphone reads WAV
 
 
 @pytest.fixture
