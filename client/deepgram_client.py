@@ -31,7 +31,10 @@ from websockets.exceptions import ConnectionClosed
 
 from client.transcribe import Received, Transcript
 from client.ws_client import Samples, load_audio_at
+from webrtc_stt import wire
 from webrtc_stt.audio.g711 import encode_alaw, encode_pcm16le, encode_ulaw
+from webrtc_stt.events import Envelope, Error, Event, Final, Partial, SpeechEnd, SpeechStart, Word
+from webrtc_stt.wire import samples as samples_at
 
 ListenEncoding = Literal["linear16", "mulaw", "alaw"]
 FRAME_MS = 20
@@ -78,34 +81,47 @@ def _encode(encoding: ListenEncoding, samples: Samples) -> bytes:
 
 
 class _Translator:
-    """Deepgram messages to the project's event shape (one segment per final)."""
+    """Deepgram messages to the project's events (one segment per final), numbered like
+    the server's own."""
 
     def __init__(self) -> None:
         self.segment = 0
+        self._seq = 0
+        self.session_id = ""
 
     def events(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [self._numbered(event) for event in self._events(data)]
+
+    def _numbered(self, event: Event) -> dict[str, Any]:
+        self._seq += 1
+        return wire.to_dict(Envelope(self.session_id, self._seq, event))
+
+    def _events(self, data: dict[str, Any]) -> list[Event]:
         kind = data.get("type")
         if kind == "SpeechStarted":
-            return [{"type": "speech_start", "segment_id": self.segment,
-                     "start": float(data["timestamp"])}]
+            return [SpeechStart(self.segment, samples_at(float(data["timestamp"])))]
         if kind == "Error":
-            return [{"type": "error", "code": data.get("code") or data.get("variant"),
-                     "message": data.get("description", "")}]
+            return [Error(str(data.get("code") or data.get("variant")),
+                          str(data.get("description", "")))]
         if kind != "Results":
             return []
+        self.session_id = str(data.get("metadata", {}).get("request_id", self.session_id))
         alternatives = data.get("channel", {}).get("alternatives") or [{}]
         text = str(alternatives[0].get("transcript", ""))
         start = float(data.get("start", 0.0))
         end = round(start + float(data.get("duration", 0.0)), 3)
         sid = self.segment
         if not data.get("is_final"):
-            return [{"type": "partial", "segment_id": sid, "text": text, "committed": "",
-                     "start": start, "end": end}]
+            return [Partial(sid, text, "", samples_at(start), samples_at(end))]
         self.segment += 1
-        final = {"type": "final", "segment_id": sid, "text": text, "start": start, "end": end,
-                 "words": alternatives[0].get("words", [])}
+        words = tuple(
+            Word(str(w.get("punctuated_word") or w["word"]), samples_at(float(w["start"])),
+                 samples_at(float(w["end"])), float(w.get("confidence", 0.0)))
+            for w in alternatives[0].get("words", [])
+        )
+        final = Final(sid, text, samples_at(start), samples_at(end), words, "")
         if data.get("speech_final"):
-            return [{"type": "speech_end", "segment_id": sid, "end": end}, final]
+            return [SpeechEnd(sid, samples_at(end)), final]
         return [final]
 
 

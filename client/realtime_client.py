@@ -40,7 +40,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.transcribe import Received, ServerError, Transcript
 from client.ws_client import Samples, load_audio_at
+from webrtc_stt import wire
 from webrtc_stt.audio.g711 import encode_alaw, encode_pcm16le, encode_ulaw
+from webrtc_stt.events import Envelope, Error, Event, Final, Partial, SpeechEnd, SpeechStart
+from webrtc_stt.wire import samples as samples_at
 
 RealtimeEncoding = Literal["pcm16", "ulaw", "alaw"]
 """``pcm16``: 24 kHz 16-bit PCM (OpenAI's only PCM rate); ``ulaw``/``alaw``: 8 kHz G.711."""
@@ -68,7 +71,9 @@ class _Translator:
         self._result = result
         self._segments: dict[str, int] = {}
         self._text: dict[str, str] = {}
-        self._ends: dict[str, float] = {}
+        self._starts: dict[str, int] = {}
+        self._ends: dict[str, int] = {}
+        self._seq = 0
         self.open: set[str] = set()
         self.last_at = time.monotonic()
 
@@ -78,34 +83,36 @@ class _Translator:
         item = str(data.get("item_id", ""))
         if kind == "error":
             error = data.get("error") or {}
-            return self._emit("error", at, code=error.get("code"), message=error.get("message"))
+            return self._emit(Error(str(error.get("code")), str(error.get("message"))), at)
         if not item:
             return None
         segment = self._segments.setdefault(item, len(self._segments) + 1)
         if kind == "input_audio_buffer.speech_started":
             self.open.add(item)
-            return self._emit("speech_start", at, segment, start=data["audio_start_ms"] / 1000)
+            self._starts[item] = samples_at(data["audio_start_ms"] / 1000)
+            return self._emit(SpeechStart(segment, self._starts[item]), at)
+        start = self._starts.get(item, 0)
         if kind == "input_audio_buffer.speech_stopped":
-            self._ends[item] = data["audio_end_ms"] / 1000
-            return self._emit("speech_end", at, segment, end=self._ends[item])
+            self._ends[item] = samples_at(data["audio_end_ms"] / 1000)
+            return self._emit(SpeechEnd(segment, self._ends[item]), at)
         if kind == "input_audio_buffer.committed":
             self.open.add(item)
         elif kind == "conversation.item.input_audio_transcription.delta":
             self.open.add(item)
             text = self._text.get(item, "") + str(data.get("delta") or "")
             self._text[item] = text
-            return self._emit("partial", at, segment, text=text, committed=text)
+            end = self._ends.get(item, start)
+            return self._emit(Partial(segment, text, text, start, end), at)
         elif kind == "conversation.item.input_audio_transcription.completed":
             self.open.discard(item)
-            end = self._ends.get(item, self._result.audio_seconds)
-            return self._emit("final", at, segment, text=data["transcript"], end=end)
+            end = self._ends.get(item, samples_at(self._result.audio_seconds))
+            return self._emit(Final(segment, str(data["transcript"]), start, end, (), ""), at)
         return None
 
-    def _emit(self, kind: str, at: float, segment: int | None = None, **fields: Any) -> Received:
-        data: dict[str, Any] = {"type": kind, **fields}
-        if segment is not None:
-            data["segment_id"] = segment
-        received = Received(data, at)
+    def _emit(self, event: Event, at: float) -> Received:
+        """Our event, numbered like the server's (the OpenAI session has no seq)."""
+        self._seq += 1
+        received = Received(wire.to_dict(Envelope(self._result.session_id, self._seq, event)), at)
         self._result.events.append(received)
         return received
 

@@ -40,7 +40,7 @@ from bench.stream_quality import parse_options, stream_items
 from client.deepgram_client import API_KEY, ListenTranscript, listen_environment, transcribe_listen
 from client.ws_client import load_audio_at
 from tests.conftest import TEST_CONFIG, ServerThread
-from tests.data import SPEECH_DIR, clip
+from tests.data import SPEECH_DIR, as_wav, clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.g711 import encode_pcm16le
@@ -315,9 +315,10 @@ async def test_no_audio_within_the_idle_timeout_is_net_0001(impatient: ServerThr
 
 
 async def test_configure_keyterms_and_a_wav_stream_without_encoding(
-    scripted: ServerThread,
+    scripted: ServerThread, tmp_path: Path
 ) -> None:
-    wav = await asyncio.to_thread(clip("1089-134691-0000").audio.read_bytes)
+    wav_path = as_wav(clip("1089-134691-0000").audio, tmp_path)  # the bundled clip is FLAC
+    wav = await asyncio.to_thread(wav_path.read_bytes)
     client = AsyncDeepgramClient(api_key=API_KEY, environment=listen_environment(scripted.url))
     messages: list[Any] = []
     async with client.listen.v1.connect(model="nova-3", interim_results="false") as socket:
@@ -347,7 +348,8 @@ def test_the_bench_streams_through_the_sdk_with_transport_listen() -> None:
                              "--manifest", str(SPEECH_DIR / "manifest.jsonl")])
     assert options.transport == "listen"
     codecs = [(item.clip.id, item.variant, item.codec) for item in stream_items(options)]
-    assert codecs == [("jfk", "wideband", "linear16"), ("LDC93S1_8k", "wideband", "linear16"),
+    # linear16 is the transport's pcm16, μ-law its pcmu (bench.harness.transports).
+    assert codecs == [("jfk", "wideband", "pcm16"), ("LDC93S1_8k", "wideband", "pcm16"),
                       ("LDC93S1_8k", "telephony-8k", "pcmu")]
 
 
