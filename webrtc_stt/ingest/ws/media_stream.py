@@ -39,7 +39,8 @@ class StreamRequest:
     def __post_init__(self) -> None:
         if self.encoding is not None or self.sample_rate is not None:
             encoding = self.encoding or "pcm16"
-            rate = self.sample_rate or formats.default_rate(encoding)
+            rate = (self.sample_rate if self.sample_rate is not None
+                    else formats.default_rate(encoding))
             formats.check_format(encoding, rate)
             if self.protocol == "twilio" and (encoding, rate) != ("ulaw", 8000):
                 raise ProtocolError("unsupported_format", "Twilio streams are 8 kHz μ-law")

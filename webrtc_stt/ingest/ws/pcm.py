@@ -82,7 +82,8 @@ class PcmFraming(WireOutput):
         self._fixed: AudioFormat | None = None
         if encoding is not None or sample_rate is not None:
             enc = encoding or "pcm16"
-            rate = sample_rate or formats.default_rate(enc)
+            # 0 is a bad rate, not "the default": check_format refuses it.
+            rate = sample_rate if sample_rate is not None else formats.default_rate(enc)
             self._fixed = AudioFormat(formats.check_format(enc, rate), rate)
         self._language = language
         self._max_frame_bytes = max_frame_bytes
