@@ -69,9 +69,9 @@ async def test_long_session_keeps_every_buffer_bounded(vad: VadConfig, minutes: 
     assert summary.finals_in_silence == 0
 
     # Audio window: what is not released yet never exceeds the longest window plus the
-    # pre-roll, or the longest decode. Old audio is dropped lazily, when the buffer would otherwise grow, so the
-    # span held is bounded by the allocation, which doubles at most once past what is
-    # needed, and stays once every clip has been heard.
+    # pre-roll, or the longest decode. Old audio is dropped lazily, when the buffer would
+    # otherwise grow, so the span held is bounded by the allocation, which doubles at most
+    # once past what is needed, and stays once every clip has been heard.
     # A final may hear the audio before its utterance too, up to MAX_DECODE in all.
     window = max(streaming.max_window_s + PREROLL / SAMPLE_RATE, MAX_DECODE / SAMPLE_RATE)
     assert summary.max_audio_needed_s <= window
