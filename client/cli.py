@@ -136,6 +136,8 @@ def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--language", default=None)
     p.add_argument("--codec", choices=["opus", "pcmu", "pcma"], default="opus")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed (1.0 = real time)")
+    p.add_argument("--api-key", default=_env("api_key"),
+                   help="with --url: API key or session token of a server with auth on")
     p.add_argument("--ws", action="store_true",
                    help="stream over the WebSocket media stream (GET /v1/ws) instead of WebRTC")
     p.add_argument("--ws-encoding", choices=["pcm16", "ulaw", "alaw", "twilio"], default="pcm16",
@@ -216,10 +218,12 @@ def _run_transcribe(args: argparse.Namespace) -> int:
 
             asyncio.run(transcribe_ws(args.file, args.url, encoding=args.ws_encoding,
                                       sample_rate=args.ws_rate, speed=args.speed,
-                                      language=args.language, on_event=show))
+                                      language=args.language, on_event=show,
+                                      api_key=args.api_key))
         else:
             asyncio.run(transcribe(args.file, args.url, speed=args.speed, codec=args.codec,
-                                   language=args.language, on_event=show))
+                                   language=args.language, on_event=show,
+                                   api_key=args.api_key))
     except ServerError as exc:
         print(f"webrtc-stt: server refused: {exc}", file=sys.stderr)
         return 1

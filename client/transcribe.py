@@ -149,6 +149,11 @@ def loopback_policy(url: str) -> IcePolicy:
     return IcePolicy()
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """``Authorization: Bearer`` for an API key or session token, or nothing."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 async def transcribe(
     audio: Path | str | np.ndarray,
     url: str,
@@ -160,8 +165,10 @@ async def transcribe(
     tail_s: float = 1.0,
     ice_hosts: tuple[str, ...] | None = None,
     timeout: float = 60.0,
+    api_key: str | None = None,
 ) -> Transcript:
-    """Stream audio to the server at ``url`` over WebRTC and collect every event."""
+    """Stream audio to the server at ``url`` over WebRTC and collect every event
+    (``api_key``: an API key or session token, for a server with auth on)."""
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
     policy = IcePolicy(host_addresses=ice_hosts) if ice_hosts is not None else loopback_policy(url)
     base = url.rstrip("/")
@@ -197,7 +204,7 @@ async def transcribe(
         payload: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
         if language:
             payload["options"] = {"language": language}
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
             async with http.post(f"{base}/v1/offer", json=payload) as response:
                 body = await response.json(content_type=None)
                 if response.status != 200:

@@ -25,7 +25,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from client.transcribe import Received, ServerError, Transcript
+from client.transcribe import Received, ServerError, Transcript, auth_headers
 from webrtc_stt.audio.g711 import encode_alaw, encode_pcm16le, encode_ulaw
 
 WsEncoding = Literal["pcm16", "ulaw", "alaw", "twilio"]
@@ -215,6 +215,7 @@ async def transcribe_ws(
     mark: str | None = None,
     on_event: Callable[[Received], None] | None = None,
     timeout: float = 60.0,
+    api_key: str | None = None,
 ) -> WsTranscript:
     """Stream audio over the WebSocket path and collect every message the server sends.
 
@@ -232,7 +233,7 @@ async def transcribe_ws(
     frame = rate * FRAME_MS // 1000
     result = WsTranscript(audio_seconds=len(speech) / rate)
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
         try:
             ws = await http.ws_connect(ws_url(url, framer.query()), max_msg_size=0)
         except aiohttp.WSServerHandshakeError as exc:

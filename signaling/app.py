@@ -7,13 +7,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling import events, offer, openapi, probes, realtime, transcriptions, whip, ws
+from signaling import auth, events, offer, openapi, probes, realtime, transcriptions, whip, ws
 from signaling.access import access_middleware
+from signaling.auth import auth_middleware
 from signaling.body import MAX_BODY_BYTES
 from signaling.config import ServerConfig
 from signaling.errors import error_middleware
 from signaling.keys import CONFIG, HUB
 from signaling.metrics import METRICS, Metrics, get_metrics
+from signaling.origins import origin_middleware
+from signaling.slots import OFFER_SLOTS, SSE_SLOTS, Slots
 from webrtc_stt.hub import SessionHub
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "client" / "static"
@@ -30,16 +33,24 @@ def create_app(
     """Build the app around a hub; the app ends every session when it shuts down.
 
     ``metrics`` (made here when not given) becomes the hub's telemetry; pass the engine's
-    own to see engine figures too.
+    own to see engine figures too. Every route is behind the auth middleware
+    (:mod:`signaling.auth`), added later or not.
     """
     app = web.Application(
-        middlewares=[access_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[access_middleware, error_middleware, origin_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[HUB] = hub
     app[CONFIG] = config or ServerConfig()
     app[METRICS] = metrics or Metrics()
     hub.telemetry = app[METRICS]
     app[METRICS].watch_hub(hub, app[CONFIG].engine)
+    auth.setup(app)  # POST /v1/tokens, GET /v1/auth/config
+    limits = app[CONFIG].limits
+    app[SSE_SLOTS] = Slots(limits.max_sse_total, limits.max_sse_per_session,
+                           code="too_many_subscribers", what="event streams")
+    app[OFFER_SLOTS] = Slots(limits.max_pending_offers, status=503,
+                             code="too_many_pending_offers", what="offers being answered")
 
     async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         yield

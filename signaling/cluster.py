@@ -9,12 +9,20 @@ from typing import Any
 
 from aiohttp import web
 
+from signaling.auth import AUTH
+from signaling.body import BodyError
+from signaling.caller import CALLER
 from signaling.events import (
+    GONE_CHECK_S,
     KEEPALIVE_S,
+    RETRY_HINT,
     STOPPING,
     RemoteEvents,
+    Stalled,
     format_end,
+    gone,
     open_stream,
+    write,
 )
 from webrtc_stt.cluster.hub import ClusterHub
 from webrtc_stt.cluster.redisio import REDIS_DOWN
@@ -40,31 +48,45 @@ def remote_events(store: SessionStore) -> RemoteEvents:
         if found is None:
             raise SessionNotFound(session_id)
         meta, last_seq = found
+        if request.app[AUTH].enabled and meta.owner is not None:
+            caller = CALLER.get()
+            if caller is None or caller.subject != meta.owner:
+                raise BodyError(403, "forbidden", "this session belongs to other credentials")
         if meta.ended and after >= last_seq:
             return web.Response(status=204)
         response = await open_stream(request)
         events = store.follow(meta, after)
         stopping = asyncio.ensure_future(request.app[STOPPING].wait())
         following: asyncio.Future[StoredEvent | Ended] | None = None
+        loop = asyncio.get_running_loop()
+        last_write = loop.time()
         try:
+            await write(response, RETRY_HINT)
             while True:
                 if following is None:
                     following = asyncio.ensure_future(anext(events))
                 waiting: set[asyncio.Future[Any]] = {following, stopping}
-                done, _ = await asyncio.wait(waiting, timeout=KEEPALIVE_S,
+                done, _ = await asyncio.wait(waiting, timeout=GONE_CHECK_S,
                                              return_when=asyncio.FIRST_COMPLETED)
-                if stopping in done:
+                if stopping in done or gone(request):
                     break
                 if following not in done:
-                    await response.write(b": keepalive\n\n")
+                    if loop.time() - last_write >= KEEPALIVE_S:
+                        await write(response, b": keepalive\n\n")
+                        last_write = loop.time()
                     continue
+                last_write = loop.time()
                 arrived, following = following, None
                 item = arrived.result()
                 if isinstance(item, Ended):
                     reason = None if item.reason is EndReason.ENDED else item.reason.value
-                    await response.write(format_end(session_id, reason))
+                    await write(response, format_end(session_id, reason))
                     break
-                await response.write(f"id: {item.seq}\ndata: {item.data}\n\n".encode())
+                await write(response, f"id: {item.seq}\ndata: {item.data}\n\n".encode())
+        except Stalled:
+            # Ending the response would wait on the same full buffer: drop the connection.
+            if request.transport is not None:
+                request.transport.abort()
         except (ConnectionError, StopAsyncIteration):
             pass
         except REDIS_DOWN as exc:
@@ -73,7 +95,8 @@ def remote_events(store: SessionStore) -> RemoteEvents:
             stopping.cancel()
             if following is not None:
                 following.cancel()
-            with contextlib.suppress(BaseException):
+            # Still running if the cancelled read has not unwound yet; it ends with it.
+            with contextlib.suppress(RuntimeError, *REDIS_DOWN):
                 await events.aclose()
         return response
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from signaling.keys import CONFIG
+from signaling.origins import cors_origin
 
 EXPOSED = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After, WWW-Authenticate"
 """Response headers a cross-origin page may read (a WHIP client needs Location and ETag)."""
@@ -18,7 +18,9 @@ def install(app: web.Application, applies: Callable[[str], bool]) -> None:
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         if not applies(request.path):
             return
-        origin = request.app[CONFIG].cors_origin
+        origin = cors_origin(request)
+        if origin is None:
+            return
         response.headers.setdefault("Access-Control-Allow-Origin", origin)
         response.headers.setdefault("Access-Control-Expose-Headers", EXPOSED)
         if origin != "*":

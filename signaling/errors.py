@@ -8,7 +8,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from signaling.body import BodyError
-from webrtc_stt.errors import BadOffer, BadRequest, ServerFull, SessionNotFound, SttError
+from webrtc_stt.errors import (
+    BadOffer,
+    BadRequest,
+    ServerFull,
+    SessionNotFound,
+    SttError,
+    TooManySessions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,8 @@ def status_of(error: SttError) -> int:
             return 503
         case SessionNotFound():
             return 404
+        case TooManySessions():
+            return 429
         case BadOffer() | BadRequest():
             return 400
         case _:

@@ -16,17 +16,18 @@ that is answered ``204 No Content``, which tells EventSource to stop reconnectin
 lines keep idle connections open through proxies.
 
 Sessions that ended stay readable for a while (``HubConfig.ended_retention_s``), so a late
-client still gets the finals; after that the answer is 404. On a cluster gateway
-(``REMOTE_EVENTS``) a session run by another gateway, or by one that died, is read from
-Redis with the same rules; if its gateway died, ``end`` carries ``"reason": "gateway_lost"``.
-The session id is the only credential: it is unguessable and only known to whoever created
-the session.
+client still gets the finals; after that the answer is 404. The session id is the only
+credential when auth is off: it is unguessable and only known to whoever created the
+session; with auth on, only the credentials that created the session may read it. At most
+``Limits.max_sse_per_session`` streams per session and ``max_sse_total`` in all are open
+(``429 too_many_subscribers`` beyond). On a cluster gateway (``REMOTE_EVENTS``) a session
+run by another gateway, or by one that died, is read from Redis with the same rules; if its
+gateway died, ``end`` carries ``"reason": "gateway_lost"``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from aiohttp import web
 from signaling import cors
 from signaling.body import BodyError
 from signaling.keys import HUB
+from signaling.slots import SSE_SLOTS
 from webrtc_stt import wire
 from webrtc_stt.errors import SessionNotFound
 from webrtc_stt.eventlog import EventLog, SubscriberTooSlow, Subscription
@@ -46,8 +48,15 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 15.0
 """Comment line sent after this long without an event."""
+GONE_CHECK_S = 1.0
+"""How often a quiet stream checks that its client is still connected: a client that left
+gives its slot back within this, not at the next keepalive write."""
+WRITE_TIMEOUT_S = 10.0
+"""A write that cannot leave for this long ends the stream (the reader stalled)."""
 RETRY_MS = 1000
 """Reconnection delay suggested to EventSource."""
+RETRY_HINT = f"retry: {RETRY_MS}\n\n".encode()
+"""The first message of every stream."""
 MAX_LAST_EVENT_ID_DIGITS = 18
 
 STOPPING = web.AppKey("sse_stopping", asyncio.Event)
@@ -89,22 +98,6 @@ REMOTE_EVENTS: web.AppKey[RemoteEvents] = web.AppKey("remote_events")
 ``signaling.cluster``); without it an unknown session is 404."""
 
 
-async def open_stream(request: web.Request) -> web.StreamResponse:
-    """Start an event-stream response (headers and the ``retry`` hint)."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            # Buffering proxies (nginx) would hold partials back until the buffer fills.
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionError):
-        await response.write(f"retry: {RETRY_MS}\n\n".encode())
-    return response
-
-
 async def get_events(request: web.Request) -> web.StreamResponse:
     """Stream a session's events from ``Last-Event-ID`` on until the session ends."""
     session_id = request.match_info["session_id"]
@@ -115,21 +108,71 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         remote = request.app.get(REMOTE_EVENTS)
         if remote is None:
             raise
-        return await remote(request, session_id, after)
+        with request.app[SSE_SLOTS].hold(session_id):
+            return await remote(request, session_id, after)
     if events.closed and after >= events.last_seq:
         # Nothing more will ever come; 204 makes EventSource stop reconnecting.
         return web.Response(status=204)
-    response = await open_stream(request)
-    with contextlib.suppress(ConnectionError):
-        await _stream(response, events, after, request.app[STOPPING])
+    with request.app[SSE_SLOTS].hold(session_id):
+        return await _respond(request, events, after)
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    """Start an event-stream response (its headers); write :data:`RETRY_HINT` first."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            # Buffering proxies (nginx) would hold partials back until the buffer fills.
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
     return response
 
 
+async def _respond(request: web.Request, events: EventLog, after: int) -> web.StreamResponse:
+    response = await open_stream(request)
+    try:
+        await write(response, RETRY_HINT)
+        await _stream(response, events, after, request.app[STOPPING], lambda: gone(request))
+    except Stalled:
+        # Ending the response would wait on the same full buffer: drop the connection.
+        log.info("session %s: SSE client stopped reading; dropped", events.session_id)
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionError:
+        pass
+    return response
+
+
+class Stalled(ConnectionError):
+    """The client has not read for :data:`WRITE_TIMEOUT_S`."""
+
+
+async def write(response: web.StreamResponse, data: bytes) -> None:
+    """Write, or :class:`ConnectionError` when a client that stopped reading lets the
+    socket's buffer stay full for :data:`WRITE_TIMEOUT_S` (it would hold its slot)."""
+    try:
+        await asyncio.wait_for(response.write(data), WRITE_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise Stalled("the client stopped reading") from None
+
+
+def gone(request: web.Request) -> bool:
+    """Whether the client's connection is closed or closing."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def _stream(
-    response: web.StreamResponse, events: EventLog, after: int, stopping: asyncio.Event
+    response: web.StreamResponse, events: EventLog, after: int, stopping: asyncio.Event,
+    gone: Callable[[], bool],
 ) -> None:
     subscription = events.subscribe(after)
     stop = asyncio.ensure_future(stopping.wait())
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
     following: asyncio.Future[Envelope | None] | None = None
     try:
         while True:
@@ -137,13 +180,16 @@ async def _stream(
                 following = asyncio.ensure_future(_next(subscription))
             waiting: set[asyncio.Future[Any]] = {following, stop}
             done, _ = await asyncio.wait(
-                waiting, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                waiting, timeout=GONE_CHECK_S, return_when=asyncio.FIRST_COMPLETED
             )
-            if stop in done:
+            if stop in done or gone():
                 return
             if following not in done:
-                await response.write(b": keepalive\n\n")
+                if loop.time() - last_write >= KEEPALIVE_S:
+                    await write(response, b": keepalive\n\n")
+                    last_write = loop.time()
                 continue
+            last_write = loop.time()
             arrived, following = following, None
             try:
                 envelope = arrived.result()
@@ -153,9 +199,9 @@ async def _stream(
                 log.info("session %s: SSE client fell behind; closing", events.session_id)
                 return
             if envelope is None:
-                await response.write(format_end(events.session_id))
+                await write(response, format_end(events.session_id))
                 return
-            await response.write(format_event(envelope))
+            await write(response, format_event(envelope))
     finally:
         stop.cancel()
         if following is not None:

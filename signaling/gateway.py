@@ -9,9 +9,11 @@ from aiohttp import web
 
 from signaling import cluster
 from signaling.app import create_app
+from signaling.caller import CALLER
 from signaling.config import ServerConfig
 from signaling.events import REMOTE_EVENTS
 from signaling.metrics import Metrics
+from signaling.quota import GuardedHub
 from signaling.server import Running, Starter
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.cluster.config import RedisConfig
@@ -20,6 +22,16 @@ from webrtc_stt.cluster.hub import ClusterHub
 from webrtc_stt.vad import SileroModel
 
 log = logging.getLogger(__name__)
+
+
+class GatewayHub(GuardedHub, ClusterHub):
+    """The gateway's hub: the caller quotas and session ownership of ``serve``
+    (:class:`GuardedHub`) over cluster admission and the Redis mirror (:class:`ClusterHub`)."""
+
+    def owner(self) -> str | None:
+        """The subject of the request's credentials (None without auth)."""
+        caller = CALLER.get()
+        return caller.subject if caller is not None else None
 
 
 @dataclass
@@ -47,7 +59,8 @@ async def start_gateway(config: ServerConfig, redis: RedisConfig,
     engine = RedisEngine(redis, model=config.engine.model, gateway_id=gateway_id)
     await engine.start()
     try:
-        hub = ClusterHub(engine, config.hub, text_filter=TextFilter.from_engine(config.engine),
+        hub = GatewayHub(engine, config.hub, limits=config.limits,
+                         text_filter=TextFilter.from_engine(config.engine),
                          vad_model=SileroModel.shared(), telemetry=metrics)
         app = create_app(hub, config, metrics)
         app[REMOTE_EVENTS] = cluster.remote_events(hub.store)

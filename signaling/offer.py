@@ -8,6 +8,7 @@ from aiohttp import web
 
 from signaling.body import BodyError, read_json
 from signaling.keys import CONFIG, HUB
+from signaling.slots import OFFER_SLOTS
 from webrtc_stt.ingest.webrtc.peer import PeerSession
 
 
@@ -28,10 +29,14 @@ async def post_offer(request: web.Request) -> web.Response:
     sdp = body.get("sdp")
     if body.get("type") != "offer" or not isinstance(sdp, str):
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
-    peer, answer = await PeerSession.answer(
-        request.app[HUB], sdp, language=_language(body.get("options")),
-        ice=request.app[CONFIG].ice,
-    )
+    language = _language(body.get("options"))
+    with request.app[OFFER_SLOTS].hold():
+        config = request.app[CONFIG]
+        peer, answer = await PeerSession.answer(
+            request.app[HUB], sdp, language=language, ice=config.ice,
+            connect_timeout_s=config.limits.connect_timeout_s,
+            max_media_sections=config.limits.max_media_sections,
+        )
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 
 

@@ -15,6 +15,7 @@ from signaling.app import create_app
 from signaling.config import ServerConfig
 from signaling.drain import drain
 from signaling.metrics import Metrics
+from signaling.quota import GuardedHub
 from webrtc_stt.asr.backend import WhisperBackend
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.asr.transcriber import TextFilter
@@ -34,9 +35,10 @@ def build_hub(
     config: ServerConfig, engine: LocalEngine, metrics: Metrics | None = None
 ) -> SessionHub:
     """The hub over an engine (the ICE policy is applied per peer, see ``PeerSession``)."""
-    return SessionHub(
+    return GuardedHub(
         engine,
         config.hub,
+        limits=config.limits,
         text_filter=TextFilter.from_engine(config.engine),
         vad_model=SileroModel.shared(),
         telemetry=metrics,
@@ -73,8 +75,16 @@ async def start_server(
     if engine is None:
         engine = await asyncio.to_thread(build_engine, config, metrics)
     hub = build_hub(config, engine, metrics)
+    limits = config.limits
     # Our access middleware logs requests (without query strings); aiohttp's would not.
-    runner = web.AppRunner(create_app(hub, config, metrics), access_log=None)
+    runner = web.AppRunner(
+        create_app(hub, config, metrics),
+        access_log=None,
+        keepalive_timeout=limits.keepalive_timeout_s,
+        max_line_size=limits.max_line_size,
+        max_field_size=limits.max_field_size,
+        max_headers=limits.max_headers,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

@@ -51,6 +51,8 @@ class Option:
     secret: bool = False
     """Masked by ``webrtc-stt config``."""
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()
+    """More flags for the same setting (``--api-key`` for ``--api-keys``)."""
 
     @property
     def flag(self) -> str:
@@ -83,8 +85,33 @@ OPTIONS: tuple[Option, ...] = (
     Option("capacity_rtf", "float", 0.8, "refuse a session when the measured engine time of "
            "the sessions plus one more would pass this share of real time"),
     Option("allow_download", "bool", False, "allow fetching a model that is not cached locally"),
-    Option("whip_token", "str", None, "bearer token required on WHIP requests", secret=True),
-    Option("cors_origin", "str", "*", "Access-Control-Allow-Origin of WHIP and SSE"),
+    Option("whip_token", "str", None, "one more accepted API key (older name)", secret=True),
+    Option("cors_origin", "str", "*", "a single allowed origin (older form of "
+           "--allowed-origin)"),
+    # Auth and abuse bounds: docs/security.md.
+    Option("api_keys", "list", (), "accepted API key (repeatable; env: comma-separated); "
+           "required to serve a non-loopback address", secret=True, metavar="KEY",
+           aliases=("--api-key",)),
+    Option("api_keys_file", "str", None, "file with one API key per line (# comments)",
+           metavar="FILE"),
+    Option("no_auth", "bool", False, "serve a non-loopback address without keys, on purpose"),
+    Option("token_secret", "str", None, "HMAC secret of session tokens (default: random at "
+           "each start)", secret=True),
+    Option("token_ttl", "float", 600.0, "lifetime of session tokens from POST /v1/tokens, s"),
+    Option("page_token_url", "str", None, "where the bundled pages fetch a session token "
+           "when auth is on (the operator's backend)", metavar="URL"),
+    Option("allowed_origin", "list", (), "origin allowed for CORS and WebSocket upgrades "
+           "(repeatable; default: any)", metavar="ORIGIN"),
+    Option("max_sessions_per_key", "int", 16, "concurrent sessions per API key (0: no limit)"),
+    Option("max_sessions_per_ip", "int", 16, "concurrent sessions per client address, "
+           "loopback exempt (0: no limit)"),
+    Option("max_session_s", "float", 14400.0, "end a session after this many seconds "
+           "(0: never)"),
+    Option("connect_timeout", "float", 15.0, "seconds a WebRTC peer gets to finish ICE and "
+           "DTLS"),
+    Option("keepalive_timeout", "float", 15.0, "seconds an idle connection or an incomplete "
+           "request head is kept"),
+    Option("body_timeout", "float", 10.0, "seconds a request body may take to arrive"),
     Option("health_details", "bool", False, "let /healthz show load figures to anyone"),
     Option("drain_timeout", "float", 30.0, "seconds live sessions get to finish their "
            "utterance on SIGTERM/SIGINT"),
@@ -125,14 +152,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"TOML file of settings (env: {CONFIG_ENV})")
     for option in OPTIONS:
         help_text = f"{option.help} (env: {option.env}; default: {_shown_default(option)})"
-        if option.kind == "bool":
-            parser.add_argument(option.flag, dest=option.name, default=None,
+        flags = (option.flag, *option.aliases)
+        if option.kind == "bool" and option.flag.startswith("--no-"):
+            # BooleanOptionalAction would read --no-auth as "auth off" = False.
+            parser.add_argument(*flags, dest=option.name, default=None, action="store_const",
+                                const=True, help=help_text)
+        elif option.kind == "bool":
+            parser.add_argument(*flags, dest=option.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)
         elif option.kind == "list":
-            parser.add_argument(option.flag, dest=option.name, default=None, action="append",
+            parser.add_argument(*flags, dest=option.name, default=None, action="append",
                                 metavar=option.metavar, help=help_text)
         else:
-            parser.add_argument(option.flag, dest=option.name, default=None,
+            parser.add_argument(*flags, dest=option.name, default=None,
                                 metavar=option.metavar or option.name.upper(), help=help_text)
 
 
@@ -163,7 +195,7 @@ def server_config(settings: Settings) -> ServerConfig:
     """The :class:`ServerConfig` the settings describe (``SettingsError`` when invalid)."""
     # Imported here: the hub pulls in the VAD runtime, which `webrtc-stt transcribe` (whose
     # parser is built alongside) never needs.
-    from signaling.config import ServerConfig
+    from signaling.config import AuthConfig, Limits, ServerConfig
     from webrtc_stt.config import EngineConfig, IcePolicy
     from webrtc_stt.hub import HubConfig
 
@@ -201,9 +233,40 @@ def server_config(settings: Settings) -> ServerConfig:
             drain_timeout_s=_float(v["drain_timeout"]),
             log_format=_str(v["log_format"]),
             log_level=_str(v["log_level"]),
+            auth=AuthConfig(
+                api_keys=_api_keys(v),
+                no_auth=bool(v["no_auth"]),
+                token_secret=_opt_str(v["token_secret"]),
+                token_ttl_s=_float(v["token_ttl"]),
+                page_token_url=_opt_str(v["page_token_url"]),
+            ),
+            limits=Limits(
+                allowed_origins=_strs(v["allowed_origin"]) or ("*",),
+                max_sessions_per_key=_int(v["max_sessions_per_key"]),
+                max_sessions_per_ip=_int(v["max_sessions_per_ip"]),
+                max_session_s=_float(v["max_session_s"]),
+                connect_timeout_s=_float(v["connect_timeout"]),
+                keepalive_timeout_s=_float(v["keepalive_timeout"]),
+                body_timeout_s=_float(v["body_timeout"]),
+            ),
         )
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+
+
+def _api_keys(v: Mapping[str, Value]) -> tuple[str, ...]:
+    """``api_keys`` plus the lines of ``api_keys_file`` (``#`` comments), in order, once."""
+    keys = list(_strs(v["api_keys"]))
+    path = _opt_str(v["api_keys_file"])
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"cannot read API keys file {path}: {exc.strerror or exc}"
+                                ) from None
+        keys += [line.strip() for line in text.splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+    return tuple(dict.fromkeys(keys))
 
 
 # -- parsing -------------------------------------------------------------------------------

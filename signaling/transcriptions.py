@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from signaling.keys import CONFIG, HUB
 from webrtc_stt.asr.requests import EngineClosed
@@ -228,6 +229,10 @@ async def read_form(request: web.Request, max_upload: int) -> TranscriptionForm:
     except (ValueError, LookupError, RuntimeError, AssertionError) as exc:
         # aiohttp's multipart reader and the charset lookup raise these for malformed input.
         raise OpenAIError(400, f"Malformed multipart body: {exc}") from None
+    except HttpProcessingError:
+        # A part's headers that do not parse (found by schemathesis: was a 500).
+        raise OpenAIError(400, "Malformed multipart body: a part's headers do not parse."
+                          ) from None
     if file is None:
         raise OpenAIError(400, "Missing required parameter: 'file'.", param="file",
                           code="missing_required_parameter")

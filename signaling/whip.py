@@ -17,13 +17,13 @@
 ``OPTIONS``
     CORS preflight, with ``Accept-Post``/``Accept-Patch`` and the ``ice-server`` links.
 
-With ``ServerConfig.whip_token`` set, POST, PATCH and DELETE need
-``Authorization: Bearer <token>`` and get ``401`` with ``WWW-Authenticate`` otherwise.
+Authentication is the server's (:mod:`signaling.auth`): with keys configured (the older
+``ServerConfig.whip_token`` is one of them), POST, PATCH and DELETE need
+``Authorization: Bearer <key or token>`` and get ``401`` with ``WWW-Authenticate`` otherwise.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -31,8 +31,8 @@ from aiohttp import web
 
 from signaling import cors
 from signaling.body import BodyError, read_body, require_content_type
-from signaling.errors import error_response
 from signaling.keys import CONFIG, HUB
+from signaling.slots import OFFER_SLOTS
 from webrtc_stt.errors import SessionNotFound
 from webrtc_stt.ingest.webrtc.peer import PeerSession
 from webrtc_stt.ingest.webrtc.trickle import (
@@ -89,26 +89,6 @@ class WhipResources:
 RESOURCES = web.AppKey("whip_resources", WhipResources)
 
 
-def _unauthorized(request: web.Request) -> web.Response | None:
-    """None when the request may proceed, else the 401 to send."""
-    token = request.app[CONFIG].whip_token
-    if token is None:
-        return None
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    given = credentials.strip().encode()
-    if scheme.lower() == "bearer" and hmac.compare_digest(given, token.encode()):
-        return None
-    challenge = 'Bearer realm="webrtc-stt"'
-    if scheme:
-        challenge += ', error="invalid_token"'
-    return error_response(
-        401,
-        "unauthorized",
-        "this WHIP endpoint needs an Authorization: Bearer token",
-        {"WWW-Authenticate": challenge},
-    )
-
-
 def _language(request: web.Request) -> str | None:
     language = request.query.get("language") or None
     if language is not None and not 2 <= len(language) <= 8:
@@ -130,17 +110,20 @@ def _if_match_ok(header: str | None, etag: str) -> bool:
 
 async def post_whip(request: web.Request) -> web.Response:
     """``POST /v1/whip``: answer the offer and create the WHIP session."""
-    if (refusal := _unauthorized(request)) is not None:
-        return refusal
     require_content_type(request, SDP)
     body = await read_body(request)
     try:
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BodyError(400, "bad_sdp", "the SDP offer is not UTF-8") from None
-    peer, answer = await PeerSession.answer(
-        request.app[HUB], offer, language=_language(request), ice=request.app[CONFIG].ice
-    )
+    language = _language(request)
+    with request.app[OFFER_SLOTS].hold():
+        config = request.app[CONFIG]
+        peer, answer = await PeerSession.answer(
+            request.app[HUB], offer, language=language, ice=config.ice,
+            connect_timeout_s=config.limits.connect_timeout_s,
+            max_media_sections=config.limits.max_media_sections,
+        )
     session_id = peer.session.id
     etag = f'"{secrets.token_urlsafe(12)}"'
     request.app[RESOURCES].add(
@@ -164,8 +147,6 @@ async def post_whip(request: web.Request) -> web.Response:
 
 async def patch_whip(request: web.Request) -> web.Response:
     """``PATCH /v1/whip/{id}``: trickle ICE candidates into the session."""
-    if (refusal := _unauthorized(request)) is not None:
-        return refusal
     resource = request.app[RESOURCES].get(request.match_info["session_id"])
     require_content_type(request, SDPFRAG)
     if not _if_match_ok(request.headers.get("If-Match"), resource.etag):
@@ -183,8 +164,6 @@ async def patch_whip(request: web.Request) -> web.Response:
 
 async def delete_whip(request: web.Request) -> web.Response:
     """``DELETE /v1/whip/{id}``: end the session; the last finals still go out."""
-    if (refusal := _unauthorized(request)) is not None:
-        return refusal
     session_id = request.match_info["session_id"]
     resources = request.app[RESOURCES]
     resources.get(session_id)

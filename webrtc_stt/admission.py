@@ -25,6 +25,12 @@ finals are in. The latest measurement stands while the window holds less than
 ``min_session_s`` of session time; before the first one, the engine's lifetime cost of
 finals per decoded audio second stands in for ``f``, with ``s = 1``. An engine that has
 decoded nothing yet gives no estimate: only ``max_sessions`` limits.
+
+A measurement that stands without fresh data decays, halving every ``decay_s``: idle time
+is evidence of nothing, and a frozen figure from a burst of short sessions (whose finals
+weigh heavily on little session time) would keep refusing streams an idle server can
+carry. Idle long enough, the server admits up to ``max_sessions`` again, as a fresh one
+does, until the sessions it admits have lived ``min_session_s`` and are measured.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class CapacityEstimator:
         window_s: float = 30.0,
         settle_s: float = 10.0,
         min_session_s: float = 5.0,
+        decay_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
@@ -68,6 +75,8 @@ class CapacityEstimator:
         """Open and end times of sessions that ended inside the window."""
         self._samples: deque[_Sample] = deque([_Sample(clock(), engine.load())])
         self._measured: float | None = None
+        self._measured_at = 0.0
+        self._decay_s = decay_s
 
     def opened(self, key: str) -> None:
         """A session started."""
@@ -93,8 +102,11 @@ class CapacityEstimator:
             self._measured = final_s / session_s + min(1.0, audio_s / session_s) * (
                 partial / self._slowest_partial_s
             )
+            self._measured_at = now.at
         if self._measured is not None:
-            return self._measured
+            stale_s = now.at - self._measured_at
+            decay: float = 0.5 ** (stale_s / self._decay_s)
+            return self._measured * decay
         load = now.load
         if load.final_audio_s <= 0:
             return None

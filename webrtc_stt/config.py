@@ -69,10 +69,15 @@ class StreamingConfig:
     """Silence heard before a speculative final starts. Shorter pauses inside a sentence
     would each cost a full final decode; longer leaves less time to hide the decode in
     ``min_silence_ms``."""
-    commit_agreement: int = 2
+    commit_agreement: int = 3
     """Consecutive decodes that must agree before words are committed."""
     commit_min_window_s: float = 1.5
     """Decodes of a shorter window commit nothing (short windows lack context)."""
+    final_context_s: float = 12.0
+    """A final decodes over up to this much audio before its utterance, with the earlier
+    finals of that audio forced as the text it starts with, and keeps only the
+    continuation: short telephony and conversational turns get the acoustic context a
+    whole-file decode has (0 turns it off)."""
     adaptive_cadence: bool = True
     """Stretch the partial cadence and stop speculative finals when the engine is busy.
     Off for virtual-clock replays, where wall-clock load means nothing."""

@@ -41,3 +41,10 @@ class SessionNotFound(SttError):
 
     def __init__(self, session_id: str) -> None:
         super().__init__("not_found", f"no session {session_id}")
+
+
+class TooManySessions(SttError):
+    """The caller (its API key or its address) already holds as many sessions as allowed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("too_many_sessions", message)

@@ -48,6 +48,9 @@ from webrtc_stt.vad_worker import VadWorker
 
 log = logging.getLogger(__name__)
 
+FINAL_ECONOMY_BACKLOG = 4
+"""Finals decode greedily (economy) only while this many or more wait: the engine is then
+truly behind on finals, and a cheaper decode is what keeps their latency bounded."""
 MAX_PARTIAL_STRETCH = 3.0
 """Partials come this many times less often than configured when the engine is swamped."""
 
@@ -273,22 +276,27 @@ class Session:
         for event in events:
             self._publish(event)
 
-    def _pacing(self) -> tuple[float, bool]:
-        """Partial cadence stretch and whether to speculate, from the engine's load."""
+    def _pacing(self) -> tuple[float, bool, bool]:
+        """Partial cadence stretch, whether to speculate and whether finals economise,
+        from the engine's load. Partials give way first; finals keep their full decode
+        until more of them wait than the engine can take in one batch."""
         if not self.config.streaming.adaptive_cadence:
-            return 1.0, True
+            return 1.0, True, False
         load = self._engine.load()
         pressure = max(load.busy_fraction, 1.0 if load.waiting_finals else 0.0)
+        final_economy = load.waiting_finals >= FINAL_ECONOMY_BACKLOG
         if pressure > 0.9:
-            return MAX_PARTIAL_STRETCH, False
+            return MAX_PARTIAL_STRETCH, False, final_economy
         if pressure > 0.7:
-            return 2.0, False
-        return 1.0, True
+            return 2.0, False, final_economy
+        return 1.0, True, False
 
     async def _decode_loop(self) -> None:
         while True:
-            stretch, speculate = self._pacing()
-            job = self._transcriber.next_job(partial_stretch=stretch, speculate=speculate)
+            stretch, speculate, final_economy = self._pacing()
+            job = self._transcriber.next_job(
+                partial_stretch=stretch, speculate=speculate, final_economy=final_economy
+            )
             if job is None:
                 if self._input_ended and not self._transcriber.busy:
                     self._idle.set()

@@ -47,8 +47,9 @@ class ScriptedDecoder:
 
     @staticmethod
     def decode(request: DecodeRequest) -> DecodeResult:
-        """The scripted result of one request."""
-        count = len(request.audio) // WORD_SAMPLES
+        """The scripted result of one request (its context audio is heard but, as the real
+        decoder does, left out of the result)."""
+        count = (len(request.audio) - request.context) // WORD_SAMPLES
         heard = [f"w{k}" for k in range(count)]
         prefix = request.prefix.split()
         words = prefix + heard[len(prefix) :]

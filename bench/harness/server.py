@@ -138,6 +138,13 @@ class ServerProcess:
         self.close()
         raise ServerStartError(message)
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (once started)."""
+        if self._process is None:
+            raise RuntimeError("server not started")
+        return self._process.pid
+
     def health(self) -> dict[str, object]:
         """The server's ``/healthz`` body; ``ValueError`` when it is not a JSON object."""
         with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as reply:

@@ -3,7 +3,10 @@
 //
 // Tests and kiosks drive it through `window.webrtcStt` and `?autostart=1`.
 
+import { authHeaders } from './auth.js';
+
 const ICE_GATHERING_TIMEOUT_MS = 5000;
+const API_BASE = new URL('v1/', window.location.href).href;
 // Within this many pixels of the bottom counts as "following" the captions;
 // anyone who scrolled further up to read is left where they are.
 const AUTOSCROLL_SLACK_PX = 48;
@@ -176,6 +179,7 @@ async function endSession(session) {
     // keepalive lets the request outlive the page when it is being closed.
     await fetch(`v1/sessions/${encodeURIComponent(session.sessionId)}`, {
       method: 'DELETE',
+      headers: await authHeaders(API_BASE),
       keepalive: true,
     });
   } catch (err) {
@@ -233,7 +237,7 @@ async function postOffer(description, language, signal) {
   if (language) body.options = { language };
   const response = await fetch('v1/offer', {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers: await authHeaders(API_BASE, { 'Content-Type': 'application/json' }),
     body: JSON.stringify(body),
     signal,
   });

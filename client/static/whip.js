@@ -1,9 +1,12 @@
 // A small WHIP client (RFC 9725): sends the microphone to a WHIP endpoint, trickles its ICE
 // candidates with PATCH, and shows the captions of the session's Server-Sent Events.
 //
-// Query parameters: ?endpoint=URL (default: this server's /v1/whip), ?token=BEARER,
-// ?trickle=0 (wait for all candidates and send them in the offer), ?autostart=1.
+// Query parameters: ?endpoint=URL (default: this server's /v1/whip), ?token=BEARER (prefer
+// #token=..., see auth.js: a fragment stays out of logs), ?trickle=0 (wait for all
+// candidates and send them in the offer), ?autostart=1.
 // Tests drive the page through `window.whipStt`.
+
+import * as auth from './auth.js';
 
 const EVENTS_REL = 'urn:ietf:params:whip:ext:webrtc-stt:events';
 const ICE_GATHERING_TIMEOUT_MS = 5000;
@@ -12,6 +15,7 @@ const params = new URLSearchParams(window.location.search);
 const endpoint = new URL(params.get('endpoint') || '../v1/whip', window.location.href).href;
 const token = params.get('token');
 const trickle = params.get('trickle') !== '0';
+const apiBase = new URL('./', endpoint).href; // the endpoint is <api>/v1/whip
 
 const STATE_LABELS = {
   idle: 'Idle',
@@ -76,10 +80,16 @@ function showError(message) {
   els.error.textContent = message;
 }
 
-function authHeaders(extra) {
-  const headers = { ...extra };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  return headers;
+async function authHeaders(extra) {
+  if (token) return { ...extra, Authorization: `Bearer ${token}` };
+  return auth.authHeaders(apiBase, extra);
+}
+
+async function eventsUrlWithToken(url) {
+  if (!token) return auth.withAccessToken(apiBase, url);
+  const out = new URL(url);
+  out.searchParams.set('access_token', token);
+  return out.href;
 }
 
 async function start() {
@@ -122,7 +132,7 @@ async function start() {
     if (!trickle) await gatheringComplete(pc);
     const response = await fetch(endpoint, {
       method: 'POST',
-      headers: authHeaders({ 'Content-Type': 'application/sdp' }),
+      headers: await authHeaders({ 'Content-Type': 'application/sdp' }),
       body: pc.localDescription.sdp,
     });
     if (response.status !== 201) {
@@ -134,7 +144,7 @@ async function start() {
       (link) => link.rel === EVENTS_REL,
     );
     api.eventsUrl = events ? events.url : null;
-    if (api.eventsUrl) followEvents(session, api.eventsUrl);
+    if (api.eventsUrl) followEvents(session, await eventsUrlWithToken(api.eventsUrl));
     await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
     session.patches = Promise.resolve();
     for (const fragment of early) session.patches = session.patches.then(() => patch(fragment));
@@ -150,7 +160,7 @@ async function stop() {
   current = null;
   if (api.resourceUrl) {
     try {
-      const response = await fetch(api.resourceUrl, { method: 'DELETE', headers: authHeaders() });
+      const response = await fetch(api.resourceUrl, { method: 'DELETE', headers: await authHeaders() });
       api.deleteStatus = response.status;
     } catch (err) {
       console.warn('whip: DELETE failed', err);
@@ -174,7 +184,7 @@ function teardown(session) {
 }
 
 async function patch(fragment) {
-  const headers = authHeaders({ 'Content-Type': 'application/trickle-ice-sdpfrag' });
+  const headers = await authHeaders({ 'Content-Type': 'application/trickle-ice-sdpfrag' });
   if (api.etag) headers['If-Match'] = api.etag;
   try {
     const response = await fetch(api.resourceUrl, { method: 'PATCH', headers, body: fragment });

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.filters import trim_repetition
+from webrtc_stt.asr.filters import normalized, trim_repetition
 from webrtc_stt.asr.models import load_whisper
 from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.config import EngineConfig
@@ -26,6 +27,11 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
 MAX_FRAMES = 3000
 TOKENS_PER_SECOND = 7.0  # generous bound for speech; a loop runs into it and stops
 MAX_PROMPT_TOKENS = 223 // 2
+MAX_COMPRESSION_RATIO = 2.4
+"""Whisper's own bound: text that compresses better than this is a decoding loop."""
+ECHO_WORDS = 4
+"""A run of this many words found in the context text (or twice in the result) means a
+decode with context repeated instead of transcribing."""
 
 
 class WhisperBackend:
@@ -88,9 +94,13 @@ class WhisperBackend:
         )
         languages = self._languages(model, requests, encoder_output)
         tokenizers = [self._tokenizer(model, lang) for lang in languages]
-        prompts = _same_start([
-            self._prompt(tok, r.prompt, r.prefix)
+        contexts = [
+            self._prefix_tokens(tok, r.context_text) if r.context else []
             for tok, r in zip(tokenizers, requests, strict=True)
+        ]
+        prompts = _same_start([
+            self._prompt(tok, r.prompt, r.prefix, ctx)
+            for tok, r, ctx in zip(tokenizers, requests, contexts, strict=True)
         ], [tok.sot for tok in tokenizers])
         longest = max(r.seconds for r in requests)
         max_length = min(
@@ -111,8 +121,11 @@ class WhisperBackend:
         aligned: list[int] = []
         token_lists: list[list[int]] = []
         for i, (request, gen, tok) in enumerate(zip(requests, generated, tokenizers, strict=True)):
-            # CTranslate2 returns the forced prefix along with the generated tokens.
-            text_tokens = [t for t in gen.sequences_ids[0] if t < tok.eot]
+            # CTranslate2 returns the forced prefix along with the generated tokens; the
+            # context's own tokens lead and are not part of the result.
+            context_tokens = contexts[i]
+            all_tokens = [t for t in gen.sequences_ids[0] if t < tok.eot]
+            text_tokens = all_tokens[len(context_tokens):]
             text = tok.decode(text_tokens).strip()
             text, text_tokens = self._guard_repetition(tok, text, text_tokens, request.prefix)
             length = max(1, len(gen.sequences_ids[0]))
@@ -126,12 +139,42 @@ class WhisperBackend:
                     compression_ratio=compression_ratio(text),
                 )
             )
-            token_lists.append(text_tokens)
+            token_lists.append([*context_tokens, *text_tokens])
             if request.word_timestamps and text_tokens:
                 aligned.append(i)
+        echoed: set[int] = set()
         if aligned:
-            self._align(model, tokenizers, requests, encoder_output, frames, token_lists,
-                        aligned, results)
+            echoed = self._align(model, tokenizers, requests, encoder_output, frames,
+                                 token_lists, [len(c) for c in contexts], aligned, results)
+        return self._without_failed_context(requests, results, echoed)
+
+    def _without_failed_context(
+        self, requests: Sequence[DecodeRequest], results: list[DecodeResult], echoed: set[int]
+    ) -> list[DecodeResult]:
+        """Decode again, alone, the requests whose acoustic context misled the model.
+
+        Given earlier speech, the model now and then says some of it again or loops on it
+        instead of transcribing the utterance. Such a result is worse than no context at
+        all, so the utterance is decoded as it would be without (context text as prompt).
+        """
+        failed = [
+            i for i, (r, res) in enumerate(zip(requests, results, strict=True))
+            if r.context and (i in echoed or context_misled(r, res))
+        ]
+        if not failed:
+            return results
+        retried = self.decode_batch([
+            replace(
+                requests[i],
+                audio=requests[i].audio[requests[i].context :],
+                prompt=f"{requests[i].prompt} {requests[i].context_text}".strip(),
+                context=0,
+                context_text="",
+            )
+            for i in failed
+        ])
+        for i, result in zip(failed, retried, strict=True):
+            results[i] = result
         return results
 
     # -- steps ------------------------------------------------------------------------
@@ -186,12 +229,13 @@ class WhisperBackend:
     def _prefix_tokens(tok: Any, prefix: str) -> list[int]:
         return list(tok.encode(" " + prefix.strip())) if prefix.strip() else []
 
-    def _prompt(self, tok: Any, prompt: str, prefix: str) -> list[int]:
+    def _prompt(self, tok: Any, prompt: str, prefix: str, context: list[int]) -> list[int]:
         tokens: list[int] = []
         if prompt.strip():
-            context = tok.encode(" " + prompt.strip())[-MAX_PROMPT_TOKENS:]
-            tokens = [tok.sot_prev, *context]
-        return [*tokens, *tok.sot_sequence, tok.no_timestamps, *self._prefix_tokens(tok, prefix)]
+            earlier = tok.encode(" " + prompt.strip())[-MAX_PROMPT_TOKENS:]
+            tokens = [tok.sot_prev, *earlier]
+        return [*tokens, *tok.sot_sequence, tok.no_timestamps, *context,
+                *self._prefix_tokens(tok, prefix)]
 
     @staticmethod
     def _guard_repetition(tok: Any, text: str, tokens: list[int], prefix: str
@@ -212,12 +256,19 @@ class WhisperBackend:
         encoder_output: Any,
         frames: Sequence[int],
         token_lists: Sequence[list[int]],
+        context_lengths: Sequence[int],
         indices: Sequence[int],
         results: list[DecodeResult],
-    ) -> None:
-        """Word times and probabilities from cross-attention (DTW), batched per language."""
+    ) -> set[int]:
+        """Word times and probabilities from cross-attention (DTW), batched per language.
+
+        ``token_lists[i]`` starts with ``context_lengths[i]`` tokens of context text: those
+        words are aligned with the rest (the whole audio is one sequence) and then left out.
+        Returns the requests whose decoded words the alignment puts in the context audio.
+        """
         from faster_whisper.transcribe import merge_punctuations
 
+        echoed: set[int] = set()
         # One alignment call per start sequence (language): CTranslate2 takes one per batch.
         alignments: dict[int, Any] = {}
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -236,28 +287,39 @@ class WhisperBackend:
                 alignments[i] = outputs[i]
         for i in indices:
             tok = tokenizers[i]
-            words = _words_from_alignment(tok, token_lists[i], alignments[i])
+            words = _drop_context(
+                _words_from_alignment(tok, token_lists[i], alignments[i]), context_lengths[i]
+            )
+            offset = requests[i].context
+            if offset and said_in_context(
+                words, len(self._prefix_tokens(tok, requests[i].prefix)), offset
+            ):
+                echoed.add(i)
             merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
-            length = len(requests[i].audio)
+            words = [w for w in words if w["word"]]  # merged punctuation leaves empty words
+            text = results[i].text
+            if _drop_unheard_repeat(words, len(requests[i].prefix.split())):
+                text = "".join(w["word"] for w in words).strip()
+            length = len(requests[i].audio) - offset
             decoded = tuple(
                 DecodedWord(
                     word=w["word"],
-                    start=min(length, int(w["start"] * SAMPLE_RATE)),
-                    end=min(length, int(w["end"] * SAMPLE_RATE)),
+                    start=min(length, max(0, int(w["start"] * SAMPLE_RATE) - offset)),
+                    end=min(length, max(0, int(w["end"] * SAMPLE_RATE) - offset)),
                     probability=float(w["probability"]),
                 )
                 for w in words
-                if w["word"]
             )
             r = results[i]
             results[i] = DecodeResult(
-                text=r.text,
+                text=text,
                 language=r.language,
                 words=decoded,
                 avg_logprob=r.avg_logprob,
                 no_speech_prob=r.no_speech_prob,
                 compression_ratio=r.compression_ratio,
             )
+        return echoed
 
 
 def _same_start(prompts: list[list[int]], sots: Sequence[int]) -> list[list[int]]:
@@ -267,6 +329,70 @@ def _same_start(prompts: list[list[int]], sots: Sequence[int]) -> list[list[int]
     common = min(starts)
     return [[p[0], *p[1 + start - common :]] if start > common else p
             for p, start in zip(prompts, starts, strict=True)]
+
+
+def _drop_context(words: list[dict[str, Any]], context_tokens: int) -> list[dict[str, Any]]:
+    """The words after the first ``context_tokens`` tokens (a word that straddles the
+    boundary belongs to the utterance)."""
+    if not context_tokens:
+        return words
+    seen = 0
+    for index, word in enumerate(words):
+        seen += len(word["tokens"])
+        if seen > context_tokens:
+            return words[index:]
+    return []
+
+
+UNHEARD_S = 0.02
+"""A word the alignment gives less audio than this was not heard."""
+
+
+def _drop_unheard_repeat(words: list[dict[str, Any]], forced: int) -> bool:
+    """Drop trailing copies of the word before them that the alignment gives no audio.
+
+    On a short utterance in a mostly silent window the model likes to say its last word
+    again ("Zero. Zero.", "1. 2. 3. 3"); the copy gets no frames of its own. Forced
+    (committed) words always stay. Returns whether a word was dropped.
+    """
+    dropped = False
+    while len(words) >= 2 and len(words) > forced:
+        last, before = words[-1], words[-2]
+        if last["end"] - last["start"] >= UNHEARD_S:
+            break
+        if normalized(last["word"]) != normalized(before["word"]):
+            break
+        words.pop()
+        dropped = True
+    return dropped
+
+
+def said_in_context(words: list[dict[str, Any]], prefix_tokens: int, context: int) -> bool:
+    """Whether a decoded word (past the forced ``prefix``) aligns inside the context audio.
+
+    Given the context, the model sometimes says part of it again instead of going on (its
+    forced text rarely matches the audio word for word); such words align before the
+    utterance begins (``context`` samples into the audio).
+    """
+    boundary = context / SAMPLE_RATE
+    seen = 0
+    for word in words:
+        forced = seen < prefix_tokens
+        seen += len(word["tokens"])
+        if not forced and (word["start"] + word["end"]) / 2 < boundary:
+            return True
+    return False
+
+
+def context_misled(request: DecodeRequest, result: DecodeResult) -> bool:
+    """Whether a decode with acoustic context said the context again or looped."""
+    own = normalized(result.text).split()
+    if compression_ratio(" ".join(own)) > MAX_COMPRESSION_RATIO:
+        return True
+    earlier = normalized(request.context_text).split()
+    seen = {tuple(earlier[k : k + ECHO_WORDS]) for k in range(len(earlier) - ECHO_WORDS + 1)}
+    grams = [tuple(own[k : k + ECHO_WORDS]) for k in range(len(own) - ECHO_WORDS + 1)]
+    return any(g in seen for g in grams) or len(set(grams)) < len(grams)
 
 
 def _words_from_alignment(tok: Any, text_tokens: list[int], result: Any) -> list[dict[str, Any]]:

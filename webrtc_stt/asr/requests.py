@@ -31,7 +31,8 @@ class DecodeRequest:
     """Decode ``audio`` (16 kHz mono float32, at most 30 s) for one session.
 
     ``prefix`` is committed text the decoder is forced to continue; ``prompt`` is earlier
-    context that conditions the model without appearing in the result.
+    context that conditions the model without appearing in the result; ``context`` and
+    ``context_text`` give acoustic context (see below).
     """
 
     session_key: str
@@ -41,6 +42,12 @@ class DecodeRequest:
     prompt: str = ""
     language: str | None = None
     word_timestamps: bool = False
+    context: int = 0
+    """Leading samples of ``audio`` that come before the utterance: audio the model hears
+    as acoustic context, whose transcript is ``context_text``."""
+    context_text: str = ""
+    """Text of the context audio, forced before ``prefix``. The result leaves it out: text
+    and word times are those of the utterance, as if ``audio`` began at ``context``."""
     economy: bool = False
     """Asked under load: the engine may trade a little accuracy for speed (a shorter
     encoder window for partials, greedy search for finals)."""

@@ -36,6 +36,9 @@ from webrtc_stt.events import Event, Final, Partial, SpeechEnd, SpeechStart, Wor
 PREROLL = SAMPLE_RATE * 2
 _PENDING = DecodeResult("", "")
 """Marks a speculative decode in flight, so only one is started per pause."""
+MAX_DECODE = 28 * SAMPLE_RATE
+"""The most audio one decode gets, context included: Whisper hears 30 s, and the engine's
+window margin (1 s) and rounding stay inside that."""
 # A speculative final is reused when the real end is this close to the end it decoded.
 SPECULATION_TOLERANCE = 1024
 
@@ -87,6 +90,15 @@ class _Segment:
     """The session's settings when the utterance began; they hold until it ends."""
     dropped: bool = False
     """Cleared by the caller: its final is its committed text, without a decode."""
+
+
+@dataclass(frozen=True)
+class _Spoken:
+    """A final that has text: its audio span (pads included) and its text."""
+
+    start: int
+    end: int
+    text: str
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,9 @@ class StreamingTranscriber:
         self._next_id = 1
         self._history: deque[str] = deque()
         self._history_end = -(10**12)
+        self._finals: deque[_Spoken] = deque()
+        """Recent finals with text, oldest first: the acoustic context of the next final."""
+        self._context = int(config.final_context_s * SAMPLE_RATE)
         self._interval = ms_to_samples(config.partial_interval_ms)
         self._first = ms_to_samples(config.first_partial_ms)
         self._early_interval = ms_to_samples(config.early_interval_ms)
@@ -196,8 +211,7 @@ class StreamingTranscriber:
     def append(self, samples: np.ndarray) -> None:
         """Stream audio, 16 kHz mono float32, in order."""
         self._audio.append(samples.astype(np.float32, copy=False))
-        if not self.busy:
-            self._audio.release(self.position - PREROLL)
+        self._release()
 
     def speech_started(self, start: int, onset: int | None = None) -> list[Event]:
         """VAD: speech began at ``onset``; its audio (with the pad) from ``start``."""
@@ -245,19 +259,28 @@ class StreamingTranscriber:
 
     # -- jobs --------------------------------------------------------------------------
 
-    def next_job(self, *, partial_stretch: float = 1.0, speculate: bool = True) -> Job | None:
+    def next_job(
+        self,
+        *,
+        partial_stretch: float = 1.0,
+        speculate: bool = True,
+        final_economy: bool = False,
+    ) -> Job | None:
         """The most urgent decode now, or None. ``partial_stretch`` > 1 means the engine is
-        under pressure: partials come less often and every decode asks for economy."""
+        under pressure: partials come less often and ask for economy (and commit nothing,
+        so a cheaper partial never binds a final). Finals ask for economy only with
+        ``final_economy``: when the engine truly cannot keep up with them."""
         economy = partial_stretch > 1.0
+        final_economy = final_economy and economy
         if self._ended:
             segment = self._ended[0]
             assert segment.end is not None
             if segment.dropped:
                 language = segment.turn.language or segment.language or ""
                 committed = DecodeResult(segment.agreement.committed_text(), language)
-                request = self._request(segment, segment.start, economy)
+                request = self._request(segment, segment.start, final_economy)
                 return Job(JobKind.FINAL, segment.id, segment.end, request, cached=committed)
-            return self._final_job(segment, JobKind.FINAL, segment.end, economy)
+            return self._final_job(segment, JobKind.FINAL, segment.end, final_economy)
         current = self._segment
         if current is None:
             return None
@@ -265,7 +288,7 @@ class StreamingTranscriber:
         position = self.position
         if position - segment.start >= self._cut_at and not segment.cutting:
             upto = min(position, segment.start + self._max_window)
-            return self._final_job(segment, JobKind.CUT, upto, economy)
+            return self._final_job(segment, JobKind.CUT, upto, final_economy)
         if (
             speculate
             and segment.silence_at is not None
@@ -275,7 +298,7 @@ class StreamingTranscriber:
             # The VAD will end the utterance exactly here unless speech resumes.
             segment.speculation = (-1, _PENDING)
             upto = segment.silence_at + self._end_pad
-            return self._final_job(segment, JobKind.SPECULATIVE, upto, economy)
+            return self._final_job(segment, JobKind.SPECULATIVE, upto, final_economy)
         spoken = position - segment.start
         interval = self._interval if segment.partial_count else self._early_interval
         due = segment.last_partial_at + int(interval * partial_stretch)
@@ -310,33 +333,60 @@ class StreamingTranscriber:
                 return Job(kind, segment.id, decoded_upto, request, cached=result)
         if kind is JobKind.CUT:
             segment.cutting = True
-        return Job(kind, segment.id, upto, self._request(segment, upto, economy))
+        request = self._request(segment, upto, economy, with_context=kind is not JobKind.CUT)
+        return Job(kind, segment.id, upto, request)
 
-    def _request(self, segment: _Segment, upto: int, economy: bool) -> DecodeRequest:
+    def _request(
+        self, segment: _Segment, upto: int, economy: bool, *, with_context: bool = True
+    ) -> DecodeRequest:
+        context = self._context_of(segment, upto) if with_context else ()
+        start = context[0].start if context else segment.start
         return DecodeRequest(
             self._key,
             DecodeKind.FINAL,
-            self._audio.slice(segment.start, upto),
+            self._audio.slice(start, upto),
             prefix=segment.agreement.committed_text(),
-            prompt=self._prompt(segment),
+            prompt=self._prompt(segment, skip=len(context)),
             language=segment.turn.language or segment.language,
             word_timestamps=self._word_timestamps,
+            context=segment.start - start,
+            context_text=" ".join(f.text for f in context),
             economy=economy,
         )
+
+    def _context_of(self, segment: _Segment, upto: int) -> tuple[_Spoken, ...]:
+        """The latest finals whose audio (and the gaps between) fits before the segment.
+
+        Only for a segment that showed text: a noise blip decodes alone, where the
+        no-speech and confidence filters can judge it without the context's speech.
+        """
+        if not self._context or segment.partial_count == 0:
+            return ()
+        budget = min(self._context, MAX_DECODE - (upto - segment.start))
+        kept: list[_Spoken] = []
+        for spoken in reversed(self._finals):
+            if spoken.end > segment.start or spoken.start < segment.start - budget:
+                break
+            if spoken.start < self._audio.start:
+                break
+            kept.append(spoken)
+        return tuple(reversed(kept))
 
     def _new_agreement(self) -> LocalAgreement:
         return LocalAgreement(
             self._config.commit_holdback_words, agreement=self._config.commit_agreement
         )
 
-    def _prompt(self, segment: _Segment) -> str:
-        """The caller's prompt, then the tail of earlier finals, within the length budget."""
+    def _prompt(self, segment: _Segment, *, skip: int = 0) -> str:
+        """The caller's prompt, then the tail of earlier finals, within the length budget,
+        leaving out the ``skip`` newest finals (they are decoded as context instead)."""
         budget = self._config.prompt_max_chars
         primer = segment.turn.prompt[-budget:] if budget > 0 else ""
         if segment.start - self._history_end > self._config.prompt_max_gap_s * SAMPLE_RATE:
             return primer
         room = budget - len(primer) - (1 if primer else 0)
-        history = " ".join(self._history)[-room:].lstrip() if room > 0 else ""
+        earlier = list(self._history)[: max(0, len(self._history) - skip)]
+        history = " ".join(earlier)[-room:].lstrip() if room > 0 else ""
         return f"{primer} {history}" if primer and history else primer or history
 
     # -- results -----------------------------------------------------------------------
@@ -378,7 +428,9 @@ class StreamingTranscriber:
             segment.language = result.language
         window = job.upto - segment.start
         hypothesis = segment.agreement.update(
-            text.split(), commit=window >= self._config.commit_min_window_s * SAMPLE_RATE
+            text.split(),
+            commit=not job.request.economy
+            and window >= self._config.commit_min_window_s * SAMPLE_RATE,
         )
         shown = segment.display.show(hypothesis)
         if shown is None:
@@ -405,7 +457,7 @@ class StreamingTranscriber:
             return []
         assert segment.speech_end is not None
         words = self._words(result, segment.start, segment.onset, segment.speech_end)
-        self._remember(text, segment.end)
+        self._remember(text, segment.start, segment.end)
         return [Final(segment.id, text, segment.onset, segment.speech_end,
                       words if text else (), result.language)]
 
@@ -432,7 +484,7 @@ class StreamingTranscriber:
             text = ""
         final = Final(segment.id, text, segment.onset, cut, tuple(kept) if text else (),
                       result.language)
-        self._remember(text, cut)
+        self._remember(text, segment.start, cut)
         successor = _Segment(self._next_id, cut, cut, self._new_agreement())
         successor.last_partial_at = segment.last_partial_at
         successor.silence_at = segment.silence_at
@@ -453,8 +505,11 @@ class StreamingTranscriber:
             words.append(Word(w.word.strip(), start, end, w.probability))
         return tuple(words)
 
-    def _remember(self, text: str, end: int) -> None:
+    def _remember(self, text: str, start: int, end: int) -> None:
         if text:
+            self._finals.append(_Spoken(start, end, text))
+            while self._finals and self._finals[0].end < end - self._context:
+                self._finals.popleft()
             self._history.append(text)
             while len(self._history) > 1 and sum(map(len, self._history)) > (
                 self._config.prompt_max_chars
@@ -463,10 +518,17 @@ class StreamingTranscriber:
             self._history_end = end
 
     def _release(self) -> None:
-        starts = [s.start for s in self._ended]
-        if self._segment is not None:
-            starts.append(self._segment.start)
-        self._audio.release(min(starts) if starts else self.position - PREROLL)
+        """Let go of audio no decode can still ask for: each owed or open segment needs its
+        own audio and the context its final may hear; a segment yet to start needs the
+        pre-roll and the context."""
+        position = self.position
+        keep = position - max(PREROLL, self._context)
+        segments = [*self._ended, *([self._segment] if self._segment is not None else [])]
+        for segment in segments:
+            end = segment.end if segment.end is not None else position
+            context = min(self._context, max(0, MAX_DECODE - (end - segment.start)))
+            keep = min(keep, segment.start - context)
+        self._audio.release(keep)
 
 
 

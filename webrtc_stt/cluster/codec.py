@@ -103,6 +103,9 @@ class SessionMeta:
     model: str
     created: float
     ended: bool = False
+    owner: str | None = None
+    """Subject of the credentials that opened it (None without auth): only they may read
+    its events on any gateway."""
 
 
 Pcm = np.ndarray[Any, np.dtype[np.int16]]
@@ -248,7 +251,7 @@ def decode_gateway_beat(data: bytes) -> GatewayBeat:
 def encode_session(meta: SessionMeta) -> bytes:
     """Session metadata as bytes."""
     return _pack({"id": meta.session_id, "gw": meta.gateway_id, "m": meta.model,
-                  "c": meta.created, "end": meta.ended})
+                  "c": meta.created, "end": meta.ended, "o": meta.owner})
 
 
 def decode_session(data: bytes) -> SessionMeta:
@@ -256,6 +259,6 @@ def decode_session(data: bytes) -> SessionMeta:
     f = _unpack(data, "session")
     try:
         return SessionMeta(str(f["id"]), str(f["gw"]), str(f["m"]), float(f["c"]),
-                           bool(f["end"]))
+                           bool(f["end"]), None if f["o"] is None else str(f["o"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"session: bad field {exc}") from None

@@ -68,12 +68,17 @@ class ClusterHub(SessionHub):
         """Admit and create a session; its events are mirrored into Redis from now on."""
         session = super().open(options)
         meta = SessionMeta(session.id, self.cluster.gateway_id, self.engine.model_name,
-                           time.time())
+                           time.time(), owner=self.owner())
         task = asyncio.create_task(self.store.mirror(session.events, meta),
                                    name=f"mirror-{session.id}")
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
         return session
+
+    def owner(self) -> str | None:
+        """Who is opening a session now (recorded with it in Redis); None: anyone with its
+        id may read its events. The gateway's hub answers from the request's credentials."""
+        return None
 
     async def shutdown(self) -> None:
         """End every session, then let the mirrors write their last events."""

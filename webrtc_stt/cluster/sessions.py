@@ -23,7 +23,7 @@ import enum
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -145,7 +145,7 @@ class SessionStore:
     async def _end(self, meta: SessionMeta, last_seq: int) -> None:
         config = self._config
         sid = meta.session_id
-        ended = SessionMeta(meta.session_id, meta.gateway_id, meta.model, meta.created, True)
+        ended = replace(meta, ended=True)
         pipe = self._client.pipeline(transaction=False)
         pipe.xadd(config.events_key(sid), {"end": b"1"}, id=f"0-{last_seq + 1}")
         pipe.hset(config.session_key(sid), "meta", encode_session(ended))

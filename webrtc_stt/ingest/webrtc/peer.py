@@ -3,6 +3,12 @@
 Audio of the first audio track goes to the session; events go out on the data channel
 labelled ``transcripts`` when the peer opens one (WHIP clients often do not; they follow
 the session's events over HTTP instead). The peer owns its tasks and cancels them on close.
+
+A peer that has not connected (ICE and DTLS) within ``connect_timeout_s`` of its answer is
+closed, and so is one that connects without sending an audio track: an offer that sends no
+audio (``recvonly``, ``inactive``) or whose candidates lead nowhere would otherwise hold its
+session slot until ICE gives up, if ever. An offer aiortc
+cannot answer is a :class:`BadOffer`, and its session is discarded at once.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from webrtc_stt.events import Envelope
 from webrtc_stt.hub import SessionHub
 from webrtc_stt.ingest.feed import AudioFeed, forward_events, wait_finished
 from webrtc_stt.ingest.webrtc.ice import ice_policy
-from webrtc_stt.ingest.webrtc.sdp import check_offer
+from webrtc_stt.ingest.webrtc.sdp import MAX_MEDIA_SECTIONS, check_offer, prepare_offer
 from webrtc_stt.ingest.webrtc.track import pump_track
 from webrtc_stt.session import Session
 
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DATA_CHANNEL_LABEL = "transcripts"
 DRAIN_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 15.0
 
 
 class PeerSession:
@@ -55,6 +62,7 @@ class PeerSession:
         self._closed = asyncio.Event()
         self._closing = False
         self._has_audio = False
+        self._connected = asyncio.Event()
 
     @property
     def closed(self) -> asyncio.Event:
@@ -69,11 +77,16 @@ class PeerSession:
         *,
         language: str | None = None,
         ice: IcePolicy | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        max_media_sections: int = MAX_MEDIA_SECTIONS,
     ) -> tuple[PeerSession, str]:
         """Admit a caller and answer its offer; returns the peer and the answer SDP.
 
-        ``ice`` restricts the host addresses and UDP ports of this peer's ICE agent.
+        ``ice`` restricts the host addresses and UDP ports of this peer's ICE agent; the
+        peer must connect within ``connect_timeout_s``; an offer may carry at most
+        ``max_media_sections`` m-lines.
         """
+        offer_sdp = prepare_offer(offer_sdp, max_media_sections=max_media_sections)
         check_offer(offer_sdp)
         session = hub.open(SessionOptions(language=language))
         # aiortc builds the ICE agent while the peer connection is created and the offer
@@ -87,7 +100,22 @@ class PeerSession:
                 raise
         hub.attach(session, peer.close)
         session.start()
+        peer._spawn(peer._connect_deadline(connect_timeout_s))
         return peer, answer_sdp
+
+    async def _connect_deadline(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.info("session %s: no ICE/DTLS connection within %g s; closing",
+                     self.session.id, timeout)
+            await self.close()
+            return
+        if not self._has_audio:
+            # Connected, but the offer sends no audio (recvonly, inactive): nothing would
+            # ever end it before ICE consent does, and it would hold its slot till then.
+            log.info("session %s: connected without an audio track; closing", self.session.id)
+            await self.close()
 
     async def _negotiate(self, offer_sdp: str) -> str:
         pc = self.pc
@@ -96,15 +124,21 @@ class PeerSession:
         pc.on("connectionstatechange", self._on_state)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise BadOffer("bad_sdp", f"offer rejected: {exc}") from None
-        for transceiver in pc.getTransceivers():
-            if transceiver.kind == "audio":
-                transceiver.direction = "recvonly"
-        answer = await pc.createAnswer()
-        if answer is None:
-            raise BadOffer("bad_sdp", "no answer could be created for this offer")
-        await pc.setLocalDescription(answer)
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    transceiver.direction = "recvonly"
+            answer = await pc.createAnswer()
+            if answer is None:
+                raise BadOffer("bad_sdp", "no answer could be created for this offer")
+            await pc.setLocalDescription(answer)
+        except BadOffer:
+            raise
+        except Exception as exc:
+            # The offer is the client's text: whatever aiortc raises on it (ValueError,
+            # AttributeError, ...) is the client's fault, answered 400 without a traceback.
+            log.info("session %s: offer not answerable: %s", self.session.id,
+                     type(exc).__name__)
+            raise BadOffer("bad_sdp", "the offer could not be answered") from None
         local = pc.localDescription
         if "m=audio" not in local.sdp or "a=rtpmap" not in local.sdp.split("m=audio", 1)[1]:
             raise BadOffer("unsupported_codec", "no audio codec in common with the offer")
@@ -140,6 +174,8 @@ class PeerSession:
         )
 
     async def _on_state(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._connected.set()
         if self.pc.connectionState in ("failed", "closed"):
             self._spawn(self.close())
 
@@ -162,9 +198,16 @@ class PeerSession:
                     task.cancel()
             if self._channel_task is not None:
                 self._channel_task.cancel()
-            await self.pc.close()
-            self.hub.discard(self.session.id)
-            self._closed.set()
+            try:
+                await self.pc.close()
+            except Exception as exc:
+                # aiortc can fail closing a connection a bad offer left half set up; the
+                # session must be discarded all the same, or its slot leaks.
+                log.info("session %s: closing the peer failed: %s", self.session.id,
+                         type(exc).__name__)
+            finally:
+                self.hub.discard(self.session.id)
+                self._closed.set()
 
 
 async def _drain(channel: RTCDataChannel | None, timeout: float = 1.0) -> None:

@@ -24,6 +24,7 @@ from aiortc import RTCPeerConnection
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from webrtc_stt.errors import BadRequest
+from webrtc_stt.ingest.webrtc.sdp import candidate_problem
 
 MAX_CANDIDATES = 64
 """Candidates accepted in one fragment; real clients send a handful."""
@@ -115,10 +116,9 @@ def parse_sdpfrag(text: str) -> SdpFragment:
 
 
 def _check_candidate(value: str) -> None:
-    try:
-        candidate_from_sdp(value)
-    except (AssertionError, ValueError, IndexError):
-        raise BadRequest("bad_candidate", f"malformed candidate: {value[:80]!r}") from None
+    problem = candidate_problem(value)
+    if problem is not None:
+        raise BadRequest("bad_candidate", problem)
 
 
 async def add_candidates(pc: RTCPeerConnection, fragment: SdpFragment) -> int:

@@ -7,12 +7,12 @@ WebSocket close codes for the framings that keep the ``/v1/ws`` table.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
 
+from webrtc_stt import safejson
 from webrtc_stt.audio.g711 import CodecError, decode_alaw, decode_pcm16le, decode_ulaw
 from webrtc_stt.ingest.ws.framing import Encoding, ProtocolError
 
@@ -21,6 +21,8 @@ SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 48000)
 
 ENCODINGS: tuple[Encoding, ...] = ("pcm16", "ulaw", "alaw")
 
+MAX_INT_DIGITS = 9
+"""No rate, chunk number or timestamp of a stream needs more digits."""
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024
 """Largest WebSocket message accepted: about 2 s of 16 kHz PCM, far above any sane frame."""
 
@@ -94,8 +96,12 @@ def query_int(query: Mapping[str, str], key: str) -> int | None:
     text = query.get(key)
     if text is None:
         return None
-    if not text.isdecimal():
-        raise ProtocolError("bad_query", f"{key} {text!r} is not an integer")
+    # ASCII digits only (isdecimal takes any script's), and few of them: int() of a
+    # 5,000-digit string trips Python's int-string limit.
+    if not (text.isascii() and text.isdigit()):
+        raise ProtocolError("bad_query", f"{key} {text[:20]!r} is not an integer")
+    if len(text) > MAX_INT_DIGITS:
+        raise ProtocolError("bad_query", f"{key} has more than {MAX_INT_DIGITS} digits")
     return int(text)
 
 
@@ -130,9 +136,10 @@ def check_text_size(text: str, limit: int) -> None:
 def parse_json(text: str) -> dict[str, object]:
     """A JSON object, or ``bad_json`` / ``bad_message``."""
     try:
-        message: object = json.loads(text)
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        raise ProtocolError("bad_json", f"text message is not JSON: {exc}") from exc
+        message = safejson.loads(text)
+    except safejson.UnsafeJson as exc:  # bounded: deep nesting, long numbers, NaN
+        raise ProtocolError("bad_json", f"text message is {exc}" if str(exc).startswith("not ")
+                            else f"text message: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("bad_message", "a text message must be a JSON object")
     return message
@@ -171,6 +178,8 @@ def opt_int(message: Mapping[str, object], key: str) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isdecimal():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > MAX_INT_DIGITS:
+            raise ProtocolError("bad_message", f"{key!r} has more than {MAX_INT_DIGITS} digits")
         return int(value)
     raise ProtocolError("bad_message", f"{key!r} must be an integer")

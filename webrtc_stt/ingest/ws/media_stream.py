@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from webrtc_stt.events import Envelope
 from webrtc_stt.ingest.ws import formats, twilio
 from webrtc_stt.ingest.ws.framing import Encoding, Inbound, ProtocolError
-from webrtc_stt.ingest.ws.pcm import PcmFraming, render_wire, render_wire_error
+from webrtc_stt.ingest.ws.pcm import PcmFraming, WireOutput
 from webrtc_stt.ingest.ws.twilio import TwilioFraming
 
 WireProtocol = Literal["raw", "twilio"]
@@ -40,7 +39,8 @@ class StreamRequest:
     def __post_init__(self) -> None:
         if self.encoding is not None or self.sample_rate is not None:
             encoding = self.encoding or "pcm16"
-            rate = self.sample_rate or formats.default_rate(encoding)
+            rate = (self.sample_rate if self.sample_rate is not None
+                    else formats.default_rate(encoding))
             formats.check_format(encoding, rate)
             if self.protocol == "twilio" and (encoding, rate) != ("ulaw", 8000):
                 raise ProtocolError("unsupported_format", "Twilio streams are 8 kHz μ-law")
@@ -72,7 +72,7 @@ class StreamRequest:
         )
 
 
-class MediaStreamFraming:
+class MediaStreamFraming(WireOutput):
     """The ``/v1/ws`` framing: detects raw or Twilio, then delegates (module docstring).
 
     ``name`` is ``ws`` until the framing is known, then ``raw`` or ``twilio``.
@@ -125,22 +125,6 @@ class MediaStreamFraming:
         out = inner.open()
         out.extend(inner.feed_message(message))
         return out
-
-    def render(self, envelope: Envelope) -> list[str]:
-        """The event as :mod:`webrtc_stt.wire` JSON (both framings send the same)."""
-        return render_wire(envelope)
-
-    def render_error(self, code: str, message: str) -> str:
-        """The error event of a stream without a session."""
-        return render_wire_error(code, message)
-
-    def close_code(self, code: str) -> int:
-        """See :data:`~webrtc_stt.ingest.ws.formats.CLOSE_CODES`."""
-        return formats.close_code(code)
-
-    def closing(self) -> list[str]:
-        """Nothing: the close frame says it all."""
-        return []
 
     def _choose(self, protocol: WireProtocol) -> PcmFraming | TwilioFraming:
         if self._inner is not None:

@@ -40,7 +40,27 @@ def render_wire_error(code: str, message: str) -> str:
     return wire.encode(Envelope("", 0, Error(code, message)))
 
 
-class PcmFraming:
+class WireOutput:
+    """The sending half the ``/v1/ws`` framings share: our own events as they are."""
+
+    def render(self, envelope: Envelope) -> list[str]:
+        """The event as :mod:`webrtc_stt.wire` JSON."""
+        return render_wire(envelope)
+
+    def render_error(self, code: str, message: str) -> str:
+        """The error event of a stream without a session."""
+        return render_wire_error(code, message)
+
+    def close_code(self, code: str) -> int:
+        """See :data:`~webrtc_stt.ingest.ws.formats.CLOSE_CODES`."""
+        return formats.close_code(code)
+
+    def closing(self) -> list[str]:
+        """Nothing: the close frame says it all."""
+        return []
+
+
+class PcmFraming(WireOutput):
     """Translates one raw stream (see the module docstring); pure, one per connection.
 
     Every violation raises :class:`ProtocolError`; the framing is then in an undefined
@@ -62,7 +82,8 @@ class PcmFraming:
         self._fixed: AudioFormat | None = None
         if encoding is not None or sample_rate is not None:
             enc = encoding or "pcm16"
-            rate = sample_rate or formats.default_rate(enc)
+            # 0 is a bad rate, not "the default": check_format refuses it.
+            rate = sample_rate if sample_rate is not None else formats.default_rate(enc)
             self._fixed = AudioFormat(formats.check_format(enc, rate), rate)
         self._language = language
         self._max_frame_bytes = max_frame_bytes
@@ -140,22 +161,6 @@ class PcmFraming:
             name = formats.req_str(message, "name")
             return [Reply(json.dumps({"type": "mark", "name": name}), after_audio=True)]
         raise ProtocolError("unknown_message", f"unknown message type {kind!r}")
-
-    def render(self, envelope: Envelope) -> list[str]:
-        """The event as :mod:`webrtc_stt.wire` JSON."""
-        return render_wire(envelope)
-
-    def render_error(self, code: str, message: str) -> str:
-        """The error event of a stream without a session."""
-        return render_wire_error(code, message)
-
-    def close_code(self, code: str) -> int:
-        """See :data:`~webrtc_stt.ingest.ws.formats.CLOSE_CODES`."""
-        return formats.close_code(code)
-
-    def closing(self) -> list[str]:
-        """Nothing: the close frame says it all."""
-        return []
 
     def _start(self, fmt: AudioFormat, language: str | None) -> Started:
         self.format = fmt

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 
 from webrtc_stt.audio.g711 import decode_ulaw
 from webrtc_stt.config import SessionOptions
-from webrtc_stt.events import Envelope
 from webrtc_stt.ingest.ws import formats
 from webrtc_stt.ingest.ws.framing import (
     Audio,
@@ -31,7 +30,7 @@ from webrtc_stt.ingest.ws.framing import (
     Started,
     Stopped,
 )
-from webrtc_stt.ingest.ws.pcm import render_wire, render_wire_error
+from webrtc_stt.ingest.ws.pcm import WireOutput
 
 ENCODING = "audio/x-mulaw"
 SAMPLE_RATE = 8000
@@ -42,7 +41,7 @@ def is_opening(message: Mapping[str, object]) -> bool:
     return "type" not in message and message.get("event") in ("connected", "start")
 
 
-class TwilioFraming:
+class TwilioFraming(WireOutput):
     """Translates one Twilio Media Stream (see the module docstring); pure.
 
     ``language`` is used unless the start's custom parameters name one; ``track`` picks
@@ -105,22 +104,6 @@ class TwilioFraming:
             self.stopped = True
             return [Stopped()]
         raise ProtocolError("unknown_message", f"unknown Twilio event {event!r}")
-
-    def render(self, envelope: Envelope) -> list[str]:
-        """The event as :mod:`webrtc_stt.wire` JSON."""
-        return render_wire(envelope)
-
-    def render_error(self, code: str, message: str) -> str:
-        """The error event of a stream without a session."""
-        return render_wire_error(code, message)
-
-    def close_code(self, code: str) -> int:
-        """See :data:`~webrtc_stt.ingest.ws.formats.CLOSE_CODES`."""
-        return formats.close_code(code)
-
-    def closing(self) -> list[str]:
-        """Nothing: the close frame says it all."""
-        return []
 
     def _start(self, message: Mapping[str, object]) -> Started:
         if self.started:
