@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +102,8 @@ async def until(predicate: object, timeout: float = 5.0) -> None:
 
 def test_codec_round_trips_and_refuses_other_versions() -> None:
     job = Job("g:1", "g", "s", DecodeKind.FINAL, 10, 20, 123.5, prefix="a", prompt="b",
-              language=None, word_timestamps=True, economy=True,
-              priority=Priority.BACKGROUND)
+              language=None, word_timestamps=True, context=800, context_text="earlier",
+              economy=True, priority=Priority.BACKGROUND)
     assert codec.decode_job(codec.encode_job(job)) == job
     decoded = DecodeResult("hi there", "en", (DecodedWord("hi", 0, 5, 0.9),), -0.1)
     result = Result("g:1", "w", decoded, compute_s=0.25)
@@ -123,6 +123,12 @@ def test_the_gateway_side_never_imports_the_model() -> None:
     code = ("import sys, signaling.gateway, webrtc_stt.cluster.hub; "
             "sys.exit(int(any(m in sys.modules for m in ('faster_whisper', 'ctranslate2'))))")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_every_request_field_crosses_the_wire() -> None:
+    # A field added to DecodeRequest must be added to the Job too, or workers would drop it.
+    carried = {f.name for f in fields(Job)}
+    assert {f.name for f in fields(DecodeRequest)} - {"audio"} <= carried
 
 
 def test_growing_windows_upload_each_sample_once() -> None:

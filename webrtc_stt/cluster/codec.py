@@ -44,6 +44,8 @@ class Job:
     prompt: str = ""
     language: str | None = None
     word_timestamps: bool = False
+    context: int = 0
+    context_text: str = ""
     economy: bool = False
     priority: Priority = Priority.LIVE
 
@@ -151,7 +153,7 @@ def encode_job(job: Job) -> bytes:
         "id": job.job_id, "gw": job.gateway_id, "s": job.session_key, "k": job.kind.value,
         "a": job.start, "b": job.end, "dl": job.deadline, "px": job.prefix, "pr": job.prompt,
         "lang": job.language, "wt": job.word_timestamps, "eco": job.economy,
-        "pri": job.priority.value,
+        "cx": job.context, "ct": job.context_text, "pri": job.priority.value,
     })
 
 
@@ -165,7 +167,7 @@ def decode_job(data: bytes) -> Job:
             deadline=float(f["dl"]), prefix=str(f["px"]), prompt=str(f["pr"]),
             language=None if f["lang"] is None else str(f["lang"]),
             word_timestamps=bool(f["wt"]), economy=bool(f["eco"]),
-            priority=Priority(f["pri"]),
+            context=int(f["cx"]), context_text=str(f["ct"]), priority=Priority(f["pri"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"job: bad field {exc}") from None

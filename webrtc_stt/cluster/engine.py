@@ -313,7 +313,8 @@ class RedisEngine:
             job_id=job.job_id, gateway_id=self.gateway_id, session_key=key, kind=request.kind,
             start=placement.start, end=placement.end, deadline=job.deadline,
             prefix=request.prefix, prompt=request.prompt, language=request.language,
-            word_timestamps=request.word_timestamps, economy=request.economy,
+            word_timestamps=request.word_timestamps, context=request.context,
+            context_text=request.context_text, economy=request.economy,
             priority=request.priority,
         ))
         # The kind is also a plain field so that operators (and tests) can read the stream.

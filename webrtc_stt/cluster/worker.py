@@ -341,7 +341,8 @@ class Worker:
         request = DecodeRequest(
             session_key=job.session_key, kind=job.kind, audio=from_pcm16(pcm),
             prefix=job.prefix, prompt=job.prompt, language=job.language,
-            word_timestamps=job.word_timestamps, economy=job.economy, priority=job.priority,
+            word_timestamps=job.word_timestamps, context=job.context,
+            context_text=job.context_text, economy=job.economy, priority=job.priority,
         )
         try:
             decoded = await self.engine.decode(request)
