@@ -86,8 +86,12 @@ class SessionStore:
         backoff = Backoff(self._config.reconnect_max_s)
         written = 0
         failing_since: float | None = None
+        wipe = False
         while True:
             try:
+                if wipe:
+                    await self._client.delete(self._config.events_key(meta.session_id))
+                    wipe = False
                 subscription = log_.subscribe(written)
                 try:
                     async for envelope in subscription:
@@ -104,8 +108,7 @@ class SessionStore:
                 # client resuming from any seq still finds every event.
                 log.info("session %s: redis lost its state; mirroring from the start",
                          meta.session_id)
-                await self._client.delete(self._config.events_key(meta.session_id))
-                written = 0
+                wipe, written = True, 0
             except SubscriberTooSlow:
                 log.info("session %s: event mirror fell behind; replaying", meta.session_id)
             except REDIS_DOWN as exc:
