@@ -124,6 +124,8 @@ def running_cluster(gateways: int, workers: int, workdir: Path,
             gport = free_port()
             proc = _cli(["gateway", "--redis", url, "--host", "127.0.0.1", "--port", str(gport),
                          "--ice-host", "127.0.0.1", "--max-sessions", "64", "--health-details",
+                         # As bench.capacity: admission off, so every point is measured.
+                         "--capacity-rtf", "1000",
                          "--log-level", "warning"], workdir / f"gateway-{k}.log")
             procs.append(proc)
             gateway_list.append((f"http://127.0.0.1:{gport}", proc))

@@ -239,12 +239,12 @@ def test_redis_restart_mid_session_has_a_clear_outcome(cluster: Cluster) -> None
     # Its events survived too: the mirror wrote the held history again after the restart.
     resumed = asyncio.run(read_sse(cluster.gateways[1].url, transcript.session_id, last_id=0))
     direct = [e.data for e in transcript.events if "seq" in e.data]
-    assert [e for _, e in resumed.events] == direct
+    assert [e for _, e in resumed.events] == direct, (resumed, cluster.logs())
     assert [s for s, _ in resumed.events] == list(range(1, len(direct) + 1))
     # The cluster serves new sessions again: workers re-registered, the group was remade.
     cluster.wait_admitting(timeout=20)
     after = stream(cluster.gateways[1])
-    assert "ask not what your country" in words(after.text), cluster.logs()
+    assert "ask not what your country" in words(after.text), (after.events, cluster.logs())
 
 
 def test_gateway_killed_clients_resume_elsewhere(cluster: Cluster) -> None:

@@ -1,7 +1,7 @@
 """Smoke test of ``bench.cluster``: the report's shape on one short stream, real processes.
 
-Timings on a shared machine prove nothing; what Redis carried per audio second does: the
-audio crosses into Redis about once (int16, 32 kB/s), plus small jobs and events.
+Timings on a shared machine prove nothing; what Redis carried per audio second does (see
+the bound below).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def test_cluster_bench_reports_redis_cost(tmp_path: Path) -> None:
     (point,) = report["points"]
     assert point["admitted"] == 1 and point["refused"] == 0
     assert point["decodes"] > 0 and point["round_trips_per_decode"] == pytest.approx(1.0)
-    # Speech audio once (int16 is 32 kB/s; the gap between clips is never sent), plus jobs.
-    assert 16_000 <= point["redis_in_bytes_per_audio_s"] < 64_000
+    # Partials upload only their new samples (int16 is 32 kB/s); a final that reaches back
+    # for acoustic context across the silence before its utterance is uploaded whole (a job
+    # names one range), so one short clip with two finals costs about three times the audio.
+    assert 16_000 <= point["redis_in_bytes_per_audio_s"] < 4 * 32_000
     assert point["wer"] is not None and point["wer"] < 0.2

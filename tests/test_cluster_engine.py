@@ -145,6 +145,10 @@ def test_growing_windows_upload_each_sample_once() -> None:
     second = audio.place(stream[50_000:60_000])  # the next utterance: appended whole
     assert (second.start, len(second.upload)) == (48_000, 10_000)
     assert audio.place(stream[50_000:70_000]).upload_at == 58_000
+    # A window that starts where no window did (it reaches back for acoustic context) is
+    # found inside what Redis holds: only its new end is uploaded.
+    context = audio.place(stream[55_000:75_000])
+    assert (context.start, context.upload_at, len(context.upload)) == (53_000, 68_000, 5_000)
     assert blocks(5, 25, 10) == [(0, 5, 5), (1, 0, 10), (2, 0, 5)]
 
 

@@ -4,8 +4,9 @@ A session's decode requests are windows of its audio that mostly grow at the end
 partial covers the utterance from its start to now, and the final covers it all again.
 Only the samples Redis does not hold yet are uploaded: :class:`SessionAudio` keeps the tail
 of what it uploaded (as int16, exactly what Redis holds) and the starts of recent windows,
-and places a new request where it matches that tail. A request that matches nothing (a
-new utterance, or one that starts inside the last) is appended whole. Indices here are the
+and places a new request where it matches that tail: at a remembered start, or (a window
+that reaches back into earlier audio for acoustic context) wherever it is found. A request
+that matches nothing (a new utterance) is appended whole. Indices here are the
 session's *upload* positions, which only grow, so a range once written never changes.
 """
 
@@ -20,6 +21,10 @@ from webrtc_stt.cluster.codec import Pcm
 
 MAX_ANCHORS = 4
 """Window starts remembered; older utterances are not decoded again."""
+LOCATE_HEAD = 1_600
+"""Samples at a window's start searched for its distinctive sample (0.1 s)."""
+LOCATE_MAX_CANDIDATES = 64
+"""Places checked before a window is taken as new (uploaded whole)."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,41 @@ class SessionAudio:
                 self._anchors.remove(anchor)
                 self._anchors.append(anchor)
                 return Placement(anchor, anchor + len(pcm), end, new)
+        found = self._locate(pcm)
+        if found is not None:
+            held = end - found
+            new = pcm[held:]
+            self._append(new)
+            self._anchors.append(found)
+            del self._anchors[:-MAX_ANCHORS]
+            return Placement(found, found + len(pcm), end, new)
         self._append(pcm)
         self._anchors.append(end)
         del self._anchors[:-MAX_ANCHORS]
         return Placement(end, end + len(pcm), end, pcm)
+
+    def _locate(self, pcm: Pcm) -> int | None:
+        """Where in the held tail a window starts that no anchor explains (one that begins
+        with acoustic context from before its utterance, say), or None.
+
+        The loudest of the window's first samples is looked up in the tail, and each place
+        it occurs is checked against the whole overlap: cheap on speech, where one int16
+        value is rare, and never wrong, since a match is verified sample for sample.
+        """
+        head = pcm[:LOCATE_HEAD]
+        if not len(head) or not len(self._tail):
+            return None
+        j = int(np.argmax(np.abs(head.astype(np.int32))))
+        if head[j] == 0:
+            return None  # digital silence: nothing distinctive to look for
+        candidates = np.flatnonzero(self._tail == head[j]) - j
+        for offset in candidates[:LOCATE_MAX_CANDIDATES]:
+            if offset < 0:
+                continue
+            held = min(len(self._tail) - int(offset), len(pcm))
+            if np.array_equal(pcm[:held], self._tail[offset : offset + held]):
+                return self._base + int(offset)
+        return None
 
     def _append(self, pcm: Pcm) -> None:
         if len(pcm):
