@@ -118,6 +118,7 @@ class WhisperBackend:
             suppress_tokens=[-1],
         )
         results: list[DecodeResult] = []
+        run_on: set[int] = set()
         aligned: list[int] = []
         token_lists: list[list[int]] = []
         for i, (request, gen, tok) in enumerate(zip(requests, generated, tokenizers, strict=True)):
@@ -126,6 +127,10 @@ class WhisperBackend:
             context_tokens = contexts[i]
             all_tokens = [t for t in gen.sequences_ids[0] if t < tok.eot]
             text_tokens = all_tokens[len(context_tokens):]
+            if context_tokens and text_tokens and not tok.decode(text_tokens[:1]).startswith(" "):
+                # The continuation runs on inside the context's last word ("America" +
+                # "'s not"): the model re-read the context instead of going on.
+                run_on.add(i)
             text = tok.decode(text_tokens).strip()
             text, text_tokens = self._guard_repetition(tok, text, text_tokens, request.prefix)
             length = max(1, len(gen.sequences_ids[0]))
@@ -142,10 +147,10 @@ class WhisperBackend:
             token_lists.append([*context_tokens, *text_tokens])
             if request.word_timestamps and text_tokens:
                 aligned.append(i)
-        echoed: set[int] = set()
+        echoed = set(run_on)
         if aligned:
-            echoed = self._align(model, tokenizers, requests, encoder_output, frames,
-                                 token_lists, [len(c) for c in contexts], aligned, results)
+            echoed |= self._align(model, tokenizers, requests, encoder_output, frames,
+                                  token_lists, [len(c) for c in contexts], aligned, results)
         return self._without_failed_context(requests, results, echoed)
 
     def _without_failed_context(
