@@ -52,10 +52,12 @@ from webrtc_stt.cluster.codec import (
     pcm16_array,
 )
 from webrtc_stt.cluster.config import RedisConfig
-from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, connect, entries
+from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, connect, entries, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 5.0
+"""How long :meth:`RedisEngine.close` waits for its tasks to stop."""
 QUEUED_AFTER_S = 1.0
 """A final in flight longer than this counts as waiting (the cluster is behind)."""
 
@@ -231,9 +233,14 @@ class RedisEngine:
     async def close(self) -> None:
         """Stop the tasks; decodes still waiting fail with EngineClosed."""
         self._closed = True
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: a task stuck in a Redis call must not hold the shutdown.
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+            if stuck:
+                log.warning("%d redis engine task(s) did not stop in time", len(stuck))
         for job in self._pending.values():
             if not job.future.done():
                 job.future.set_exception(EngineClosed("engine is shut down"))
@@ -260,6 +267,7 @@ class RedisEngine:
             try:
                 await self._submit(job)
             except REDIS_DOWN as exc:
+                stop_if_cancelled(exc)
                 # Whatever the pipeline wrote may be lost: upload the session afresh.
                 self._reset_audio(job.request.session_key)
                 log.debug("submit %s failed: %s", job.job_id, exc)
@@ -390,6 +398,7 @@ class RedisEngine:
                         except (WireError, KeyError) as exc:
                             log.warning("dropping bad result %s: %s", last, exc)
             except REDIS_DOWN as exc:
+                stop_if_cancelled(exc)
                 self._redis_error = str(exc) or type(exc).__name__
                 await backoff.sleep()
 
@@ -407,4 +416,5 @@ class RedisEngine:
             try:
                 await self._beat()
             except REDIS_DOWN as exc:
+                stop_if_cancelled(exc)
                 self._redis_error = str(exc) or type(exc).__name__

@@ -27,6 +27,18 @@ REDIS_DOWN: tuple[type[Exception], ...] = (
 """What a lost or unreachable Redis raises; every loop that talks to Redis retries these."""
 
 
+def stop_if_cancelled(exc: BaseException) -> None:
+    """Re-raise cancellation a Redis error stands for.
+
+    redis-py can turn the cancellation of a blocking command into a connection error; a
+    retry loop that caught it would then never end. Every ``except REDIS_DOWN`` in a loop
+    calls this first: a task asked to stop stops.
+    """
+    task = asyncio.current_task()
+    if task is not None and getattr(task, "cancelling", lambda: 0)():  # 3.11+
+        raise asyncio.CancelledError from exc
+
+
 def connect(config: RedisConfig) -> aioredis.Redis:
     """A client for the cluster's Redis; connections are made lazily and remade on loss."""
     return aioredis.Redis.from_url(

@@ -31,7 +31,7 @@ import redis.exceptions
 from webrtc_stt import wire
 from webrtc_stt.cluster.codec import SessionMeta, WireError, decode_session, encode_session
 from webrtc_stt.cluster.config import RedisConfig
-from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, as_bytes, entries
+from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, as_bytes, entries, stop_if_cancelled
 from webrtc_stt.eventlog import EventLog, SubscriberTooSlow
 from webrtc_stt.events import Envelope, Final
 
@@ -112,6 +112,7 @@ class SessionStore:
             except SubscriberTooSlow:
                 log.info("session %s: event mirror fell behind; replaying", meta.session_id)
             except REDIS_DOWN as exc:
+                stop_if_cancelled(exc)
                 log.debug("session %s: mirror waits for redis: %s", meta.session_id, exc)
                 now = time.monotonic()
                 failing_since = failing_since or now

@@ -52,7 +52,15 @@ from webrtc_stt.cluster.codec import (
     from_pcm16,
 )
 from webrtc_stt.cluster.config import RedisConfig
-from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, Entry, as_bytes, connect, entries
+from webrtc_stt.cluster.redisio import (
+    REDIS_DOWN,
+    Backoff,
+    Entry,
+    as_bytes,
+    connect,
+    entries,
+    stop_if_cancelled,
+)
 from webrtc_stt.config import EngineConfig
 
 log = logging.getLogger(__name__)
@@ -204,6 +212,7 @@ class Worker:
                 ready = False
                 await backoff.sleep()
             except REDIS_DOWN as exc:
+                stop_if_cancelled(exc)
                 log.warning("redis unavailable (%s); retrying", exc)
                 ready = False
                 await backoff.sleep()
@@ -376,7 +385,8 @@ class Worker:
             try:
                 await pipe.execute()
                 return
-            except REDIS_DOWN:
+            except REDIS_DOWN as exc:
+                stop_if_cancelled(exc)
                 if time.time() > job.deadline:
                     return
                 await backoff.sleep()
