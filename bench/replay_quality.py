@@ -133,8 +133,10 @@ async def run(args: argparse.Namespace) -> Report:
         clips = [c for c in clips if c.category in wanted]
     if not clips:
         raise SystemExit("no clip selected")
-    specs = [RunSpec(BASELINE, parse_config(f"{BASELINE}=").config)]
+    specs = [] if args.no_default else [RunSpec(BASELINE, parse_config(f"{BASELINE}=").config)]
     specs += [parse_config(text) for text in args.config or ()]
+    if not specs:
+        raise SystemExit("--no-default needs at least one --config")
     engine_config = EngineConfig(model=args.model)
     spec = ModelSpec(args.model, "en")
     offline = await asyncio.to_thread(offline_transcripts, {spec: {c.audio for c in clips}})
@@ -183,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--category", help="comma-separated categories (default: all)")
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--config", action="append", metavar="NAME=FIELD=VALUE,...")
+    parser.add_argument("--no-default", action="store_true",
+                        help="replay only the --config runs, not the defaults")
     parser.add_argument("--json", type=Path, dest="json_out")
     args = parser.parse_args(argv)
     report = asyncio.run(run(args))
