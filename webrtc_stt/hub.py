@@ -270,6 +270,12 @@ class SessionHub:
             raise
         return session
 
+    def mark_resuming(self, session_id: str) -> None:
+        """A session just made live here (adopted) is held for the transport that asked."""
+        entry = self._sessions.get(session_id)
+        if entry is not None:
+            entry.resuming = True
+
     @staticmethod
     def check_resume(session: Session, after_seq: int) -> None:
         """Refuse a resume whose ``after_seq`` the session cannot continue from."""

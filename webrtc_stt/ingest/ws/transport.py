@@ -45,7 +45,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WebSocketError, WSMessage, WSMsgType, web
 
 from webrtc_stt.errors import SttError
 from webrtc_stt.events import Envelope, Error
@@ -191,7 +191,8 @@ class WsTransport:
                     # aiohttp closed the socket itself (a message over its max_msg_size,
                     # a broken frame): nothing can be sent any more.
                     log.info("websocket error: %s", message.data)
-                    self._lost = True
+                    # A protocol violation ends the session; a failing connection does not.
+                    self._lost = not isinstance(message.data, WebSocketError)
                     break
                 else:  # the peer's close frame, or the socket closing under us
                     self._lost = not (message.type is WSMsgType.CLOSE and message.data == 1000)
