@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
 
 from client.ws_client import load_audio_at, transcribe_ws, ws_url
 from signaling import ws as ws_module
@@ -28,7 +29,7 @@ from tests.fakes import ScriptedDecoder
 from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.g711 import encode_pcm16le
 from webrtc_stt.hub import HubConfig
-from webrtc_stt.ingest.ws.transport import RESUMED_ELSEWHERE
+from webrtc_stt.ingest.ws.transport import RESUMED_ELSEWHERE, WsTransport
 
 PCM16 = {"encoding": "pcm16", "sample_rate": "16000"}
 KEY_A = "tenant-a-key-0123"
@@ -70,7 +71,10 @@ def abort_streams(server: ServerThread) -> None:
     """Cut every WebSocket of the server without a close frame, as a network failure."""
 
     async def cut() -> None:
-        for stream in list(server.server.runner.app[ws_module.STREAMS]):
+        app = server.server.runner.app
+        assert isinstance(app, web.Application)
+        streams: set[WsTransport] = app[ws_module.STREAMS]
+        for stream in list(streams):
             assert stream._abort is not None
             stream._abort()
 
