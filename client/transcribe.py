@@ -166,9 +166,14 @@ async def transcribe(
     ice_hosts: tuple[str, ...] | None = None,
     timeout: float = 60.0,
     api_key: str | None = None,
+    resume: tuple[str, int] | None = None,
 ) -> Transcript:
     """Stream audio to the server at ``url`` over WebRTC and collect every event
-    (``api_key``: an API key or session token, for a server with auth on)."""
+    (``api_key``: an API key or session token, for a server with auth on).
+
+    ``resume`` is ``(session_id, last_seq)`` of a session whose connection was lost: the
+    offer continues it, the events after ``last_seq`` arrive first and the audio feeds
+    the same session (a peer still attached to it is replaced)."""
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
     policy = IcePolicy(host_addresses=ice_hosts) if ice_hosts is not None else loopback_policy(url)
     base = url.rstrip("/")
@@ -204,6 +209,8 @@ async def transcribe(
         payload: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
         if language:
             payload["options"] = {"language": language}
+        if resume is not None:
+            payload["resume"] = {"session_id": resume[0], "last_seq": resume[1]}
         async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
             async with http.post(f"{base}/v1/offer", json=payload) as response:
                 body = await response.json(content_type=None)

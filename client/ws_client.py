@@ -14,7 +14,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,8 @@ class WsTranscript(Transcript):
 
     close_code: int | None = None
     close_reason: str = ""
+    resumes: int = 0
+    """How many times the stream was resumed on a new connection."""
 
     def errors(self) -> list[dict[str, Any]]:
         """Error events in order."""
@@ -202,6 +204,10 @@ class _Framer:
         return json.dumps({"type": "stop"})
 
 
+RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
+"""Pauses before successive reconnection attempts (the last one repeats)."""
+
+
 async def transcribe_ws(
     audio: Path | str | Samples,
     url: str,
@@ -216,11 +222,20 @@ async def transcribe_ws(
     on_event: Callable[[Received], None] | None = None,
     timeout: float = 60.0,
     api_key: str | None = None,
+    reconnect: int = 3,
+    fallback_urls: Sequence[str] = (),
 ) -> WsTranscript:
     """Stream audio over the WebSocket path and collect every message the server sends.
 
     ``audio`` is a file (decoded straight to ``sample_rate``) or samples already at that
-    rate. Raises :class:`ServerError` when the server refuses the upgrade.
+    rate. Raises :class:`ServerError` when the server refuses the first upgrade.
+
+    A connection lost mid-stream (no close frame, or close 1006) is reconnected up to
+    ``reconnect`` times in a row, to ``url`` and then each of ``fallback_urls`` in turn
+    (other gateways of a cluster), resuming the session with ``session_id`` and
+    ``last_seq``: the missed events arrive once, then live ones, and the audio goes on
+    from where it stopped (what was in flight at the drop may be lost). A resume the
+    server refuses ends the run; :attr:`WsTranscript.close_reason` says why.
     """
     rate = sample_rate or default_rate(encoding)
     if encoding != "pcm16" and rate != 8000:
@@ -230,79 +245,142 @@ async def transcribe_ws(
         [np.clip(speech, -1.0, 1.0), np.zeros(int(tail_s * rate), dtype=np.float32)]
     )
     framer = _Framer(encoding, rate, language, announce)
-    frame = rate * FRAME_MS // 1000
     result = WsTranscript(audio_seconds=len(speech) / rate)
+    stream = _Stream(framer, samples, len(speech), speed, result, on_event, mark)
+    urls = [url, *fallback_urls]
+    failures = 0
 
     async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
-        try:
-            ws = await http.ws_connect(ws_url(url, framer.query()), max_msg_size=0)
-        except aiohttp.WSServerHandshakeError as exc:
-            raise ServerError(exc.status, "handshake", exc.message) from None
-        async with ws:
-            reader = asyncio.create_task(_read(ws, result, on_event))
+        while True:
+            query = framer.query()
+            if stream.last_seq:
+                query |= {"session_id": result.session_id, "last_seq": str(stream.last_seq)}
+            target = urls[failures % len(urls)] if stream.last_seq else url
             try:
-                try:
-                    for message in framer.opening():
-                        await ws.send_str(message)
-                    await _play(ws, framer, samples, len(speech), frame, speed, result, reader)
-                    if not reader.done():
-                        if mark is not None:
-                            await ws.send_str(framer.mark(mark))
-                        await ws.send_str(framer.stop())
-                except ConnectionError:
-                    pass  # the server closed the stream; the reader has its reason
-                await asyncio.wait_for(asyncio.shield(reader), timeout)
-            finally:
-                reader.cancel()
+                ws = await http.ws_connect(ws_url(target, query), max_msg_size=0)
+            except aiohttp.WSServerHandshakeError as exc:
+                if not stream.last_seq:
+                    raise ServerError(exc.status, "handshake", exc.message) from None
+                # 409 (running elsewhere, being resumed) and 503 may pass; others will not.
+                if exc.status not in (409, 503) or failures >= reconnect:
+                    result.close_reason = f"resume refused: {exc.status} {exc.message}"
+                    break
+                failures += 1
+                await _pause(failures)
+                continue
+            except (aiohttp.ClientError, OSError) as exc:
+                if not stream.last_seq:
+                    raise
+                if failures >= reconnect:
+                    result.close_reason = f"reconnect failed: {exc}"
+                    break
+                failures += 1
+                await _pause(failures)
+                continue
+            if stream.last_seq:
+                result.resumes += 1
+            lost = await stream.run(ws, timeout)
+            if not lost or not stream.last_seq or failures >= reconnect:
+                break
+            if stream.progressed:
+                failures = 0
+            failures += 1
+            await _pause(failures)
     if result.events and not result.session_id:
         result.session_id = str(result.events[0].data.get("session_id", ""))
     return result
 
 
-async def _play(
-    ws: aiohttp.ClientWebSocketResponse,
-    framer: _Framer,
-    samples: Samples,
-    speech_end: int,
-    frame: int,
-    speed: float,
-    result: WsTranscript,
-    reader: asyncio.Task[None],
-) -> None:
-    start = time.monotonic()
-    result.audio_started_at = start
-    for position in range(0, len(samples), frame):
-        if reader.done():  # the server closed the stream
-            return
-        due = start + position / framer.rate / speed
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        message = framer.audio(samples[position : position + frame], position)
-        if isinstance(message, bytes):
-            await ws.send_bytes(message)
-        else:
-            await ws.send_str(message)
-        if position + frame >= speech_end and not result.audio_ended_at:
-            result.audio_ended_at = time.monotonic()
+async def _pause(failures: int) -> None:
+    await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S)) - 1])
 
 
-async def _read(
-    ws: aiohttp.ClientWebSocketResponse,
-    result: WsTranscript,
-    on_event: Callable[[Received], None] | None,
-) -> None:
-    while True:
-        message = await ws.receive()
-        if message.type is aiohttp.WSMsgType.TEXT:
-            received = Received(json.loads(message.data), time.monotonic())
-            result.events.append(received)
-            if on_event is not None:
-                on_event(received)
-        elif message.type is aiohttp.WSMsgType.BINARY:
-            continue
-        else:
-            if message.type is aiohttp.WSMsgType.CLOSE and isinstance(message.extra, str):
-                result.close_reason = message.extra
-            break
-    result.close_code = ws.close_code
+class _Stream:
+    """One stream over as many connections as it takes: what was sent, what arrived."""
+
+    def __init__(self, framer: _Framer, samples: Samples, speech_end: int, speed: float,
+                 result: WsTranscript, on_event: Callable[[Received], None] | None,
+                 mark: str | None) -> None:
+        self.framer = framer
+        self.samples = samples
+        self.speech_end = speech_end
+        self.speed = speed
+        self.result = result
+        self.on_event = on_event
+        self.mark = mark
+        self.position = 0
+        """Next sample to send."""
+        self.last_seq = 0
+        self.progressed = False
+        """The last connection brought events or took audio (a flapping one does not)."""
+
+    async def run(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> bool:
+        """Stream over one connection; True if it was lost (worth resuming)."""
+        self.progressed = False
+        frame = self.framer.rate * FRAME_MS // 1000
+        async with ws:
+            reader = asyncio.create_task(self._read(ws))
+            try:
+                try:
+                    for message in self.framer.opening():
+                        await ws.send_str(message)
+                    await self._play(ws, frame, reader)
+                    if not reader.done():
+                        if self.mark is not None:
+                            await ws.send_str(self.framer.mark(self.mark))
+                        await ws.send_str(self.framer.stop())
+                except ConnectionError:
+                    pass  # the server closed the stream, or the connection is lost
+                await asyncio.wait_for(asyncio.shield(reader), timeout)
+            finally:
+                reader.cancel()
+        return ws.close_code in (None, 1006)
+
+    async def _play(self, ws: aiohttp.ClientWebSocketResponse, frame: int,
+                    reader: asyncio.Task[None]) -> None:
+        framer, result = self.framer, self.result
+        start = time.monotonic()
+        first = self.position
+        if not result.audio_started_at:
+            result.audio_started_at = start
+        for position in range(first, len(self.samples), frame):
+            if reader.done():  # the server closed the stream
+                return
+            due = start + (position - first) / framer.rate / self.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            message = framer.audio(self.samples[position : position + frame], position)
+            if isinstance(message, bytes):
+                await ws.send_bytes(message)
+            else:
+                await ws.send_str(message)
+            self.position = position + frame
+            self.progressed = True
+            if position + frame >= self.speech_end and not result.audio_ended_at:
+                result.audio_ended_at = time.monotonic()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        result = self.result
+        while True:
+            message = await ws.receive()
+            if message.type is aiohttp.WSMsgType.TEXT:
+                data = json.loads(message.data)
+                seq = data.get("seq")
+                if isinstance(seq, int) and seq > 0:
+                    if seq <= self.last_seq:
+                        continue  # never expected: the server resumes after last_seq
+                    self.last_seq = seq
+                    result.session_id = result.session_id or str(data.get("session_id", ""))
+                received = Received(data, time.monotonic())
+                result.events.append(received)
+                self.progressed = True
+                if self.on_event is not None:
+                    self.on_event(received)
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                continue
+            else:
+                if message.type is aiohttp.WSMsgType.CLOSE and isinstance(message.extra, str):
+                    result.close_reason = message.extra
+                break
+        result.close_code = ws.close_code

@@ -11,7 +11,10 @@ from signaling.body import BodyError
 from webrtc_stt.errors import (
     BadOffer,
     BadRequest,
+    Forbidden,
+    ResumeConflict,
     ServerFull,
+    SessionEnded,
     SessionNotFound,
     SttError,
     TooManySessions,
@@ -39,6 +42,12 @@ def status_of(error: SttError) -> int:
             return 503
         case SessionNotFound():
             return 404
+        case SessionEnded():
+            return 410
+        case Forbidden():
+            return 403
+        case ResumeConflict():
+            return 409
         case TooManySessions():
             return 429
         case BadOffer() | BadRequest():

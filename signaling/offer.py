@@ -8,6 +8,7 @@ from aiohttp import web
 
 from signaling.body import BodyError, read_json
 from signaling.keys import CONFIG, HUB
+from signaling.resume import from_json
 from signaling.slots import OFFER_SLOTS
 from webrtc_stt.ingest.webrtc.peer import PeerSession
 
@@ -24,18 +25,24 @@ def _language(options: Any) -> str | None:
 
 
 async def post_offer(request: web.Request) -> web.Response:
-    """``POST /v1/offer``: answer a WebRTC offer and start a session."""
+    """``POST /v1/offer``: answer a WebRTC offer and start a session, or continue one
+    (``"resume": {"session_id", "last_seq"}``, see :mod:`signaling.resume`)."""
     body = await read_json(request)
     sdp = body.get("sdp")
     if body.get("type") != "offer" or not isinstance(sdp, str):
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
     language = _language(body.get("options"))
+    resume = from_json(body.get("resume"))
     with request.app[OFFER_SLOTS].hold():
         config = request.app[CONFIG]
+        hub = request.app[HUB]
+        resumed = None if resume is None else await hub.resume(resume.session_id,
+                                                               resume.last_seq)
         peer, answer = await PeerSession.answer(
-            request.app[HUB], sdp, language=language, ice=config.ice,
+            hub, sdp, language=language, ice=config.ice,
             connect_timeout_s=config.limits.connect_timeout_s,
             max_media_sections=config.limits.max_media_sections,
+            resumed=resumed, after_seq=0 if resume is None else resume.last_seq,
         )
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 

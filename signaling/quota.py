@@ -15,7 +15,7 @@ from typing import Any
 from signaling.caller import CALLER, Caller
 from signaling.config import Limits, is_loopback
 from webrtc_stt.asr.engine import Engine
-from webrtc_stt.errors import SessionNotFound, TooManySessions
+from webrtc_stt.errors import Forbidden, SessionNotFound, TooManySessions
 from webrtc_stt.events import Error
 from webrtc_stt.hub import HubConfig, SessionHub
 from webrtc_stt.session import Session
@@ -58,9 +58,10 @@ class GuardedHub(SessionHub):
                 )
         super().admit()
 
-    def open(self, *args: Any, **kwargs: Any) -> Session:
-        """Open a session owned by the current caller, ended after ``max_session_s``."""
-        session = super().open(*args, **kwargs)
+    def _register(self, session: Session) -> None:
+        """A session opened (or adopted) by the current caller is its own, ended after
+        ``max_session_s``."""
+        super()._register(session)
         caller = CALLER.get() or Caller(None, "")
         self._prune_owners()
         self._live[session.id] = caller
@@ -70,7 +71,21 @@ class GuardedHub(SessionHub):
             self._deadlines[session.id] = loop.call_later(
                 self.limits.max_session_s, self._expire, session.id
             )
-        return session
+
+    async def resume(self, session_id: str, after_seq: int) -> Session:
+        """Resume a session of the current caller's credentials only
+        (:class:`~webrtc_stt.errors.Forbidden` for anyone else's)."""
+        self.check_owner(session_id)
+        return await super().resume(session_id, after_seq)
+
+    def check_owner(self, session_id: str) -> None:
+        """Raise :class:`Forbidden` unless the current caller may act on the session."""
+        owner = self._owners.get(session_id)
+        if owner is None or owner.subject is None:
+            return
+        caller = CALLER.get()
+        if caller is None or caller.subject != owner.subject:
+            raise Forbidden()
 
     def discard(self, session_id: str) -> None:
         """Forget a finished session (its owner stays known while its events do)."""
@@ -103,12 +118,6 @@ class GuardedHub(SessionHub):
         task = asyncio.ensure_future(self._end_quietly(session_id))
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
-
-    async def _end_quietly(self, session_id: str) -> None:
-        try:
-            await self.end(session_id)
-        except SessionNotFound:
-            pass
 
     def _prune_owners(self) -> None:
         for session_id in [s for s in self._owners if s not in self._live]:

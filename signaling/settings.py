@@ -109,6 +109,8 @@ OPTIONS: tuple[Option, ...] = (
            "(0: never)"),
     Option("connect_timeout", "float", 15.0, "seconds a WebRTC peer gets to finish ICE and "
            "DTLS"),
+    Option("resume_grace", "float", 30.0, "seconds a session whose connection dropped "
+           "waits to be resumed (0: it ends with its connection)"),
     Option("keepalive_timeout", "float", 15.0, "seconds an idle connection or an incomplete "
            "request head is kept"),
     Option("body_timeout", "float", 10.0, "seconds a request body may take to arrive"),
@@ -220,6 +222,7 @@ def server_config(settings: Settings) -> ServerConfig:
                 capacity_rtf=_float(v["capacity_rtf"]),
                 language=language,
                 ice_servers=_strs(v["ice_server"]),
+                resume_grace_s=_float(v["resume_grace"]),
             ),
             ice=IcePolicy(
                 host_addresses=_strs(v["ice_host"]),

@@ -6,7 +6,9 @@
     configured STUN/TURN server (``rel="ice-server"``) and the session's events
     (``rel="urn:ietf:params:whip:ext:webrtc-stt:events"``, a Server-Sent Events URL, see
     :mod:`signaling.events`). ``?language=xx`` picks the language. If the offer has a data
-    channel labelled ``transcripts``, events go there too.
+    channel labelled ``transcripts``, events go there too. ``?session_id=ID&last_seq=N``
+    resumes a session instead (:mod:`signaling.resume`): the new peer continues it, under
+    the same WHIP session URL, and replaces any peer still attached.
 ``PATCH /v1/whip/{id}`` (``application/trickle-ice-sdpfrag``)
     Trickle ICE: the fragment's candidates (and ``a=end-of-candidates``) are added;
     ``204 No Content``. ``If-Match`` must match the ETag (or be ``*``), else ``412``; a
@@ -32,6 +34,7 @@ from aiohttp import web
 from signaling import cors
 from signaling.body import BodyError, read_body, require_content_type
 from signaling.keys import CONFIG, HUB
+from signaling.resume import from_query
 from signaling.slots import OFFER_SLOTS
 from webrtc_stt.errors import SessionNotFound
 from webrtc_stt.ingest.webrtc.peer import PeerSession
@@ -117,12 +120,17 @@ async def post_whip(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise BodyError(400, "bad_sdp", "the SDP offer is not UTF-8") from None
     language = _language(request)
+    resume = from_query(request.query)
     with request.app[OFFER_SLOTS].hold():
         config = request.app[CONFIG]
+        hub = request.app[HUB]
+        resumed = None if resume is None else await hub.resume(resume.session_id,
+                                                               resume.last_seq)
         peer, answer = await PeerSession.answer(
-            request.app[HUB], offer, language=language, ice=config.ice,
+            hub, offer, language=language, ice=config.ice,
             connect_timeout_s=config.limits.connect_timeout_s,
             max_media_sections=config.limits.max_media_sections,
+            resumed=resumed, after_seq=0 if resume is None else resume.last_seq,
         )
     session_id = peer.session.id
     etag = f'"{secrets.token_urlsafe(12)}"'

@@ -13,6 +13,10 @@ headers); a :class:`~webrtc_stt.ingest.ws.framing.ProtocolError` it raises is an
 upgrade and ``503`` (``Retry-After``) when the server is full. After the upgrade
 :class:`~webrtc_stt.ingest.ws.transport.WsTransport` runs the stream. Streams still open
 when the server shuts down are ended like a ``DELETE`` (finals sent, close 1001).
+
+A ``resumable`` route (``/v1/ws``) takes ``?session_id=&last_seq=`` (see
+:mod:`signaling.resume`): the hub gives the session back before the upgrade, or the
+request is answered with the hub's error (404, 410, 403, 409, 400).
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from aiohttp import web
 from signaling.body import BodyError
 from signaling.errors import error_response
 from signaling.keys import HUB
+from signaling.resume import ResumeRequest, from_query
 from webrtc_stt.errors import BadRequest
 from webrtc_stt.ingest.ws.deepgram import DeepgramFraming
 from webrtc_stt.ingest.ws.formats import DEFAULT_MAX_FRAME_BYTES
 from webrtc_stt.ingest.ws.framing import Framing, ProtocolError
 from webrtc_stt.ingest.ws.media_stream import MediaStreamFraming
-from webrtc_stt.ingest.ws.transport import TransportConfig, WsTransport
+from webrtc_stt.ingest.ws.transport import Resumed, TransportConfig, WsTransport
 from webrtc_stt.options import resolve_options
 
 log = logging.getLogger(__name__)
@@ -63,11 +68,13 @@ def add_route(
     authorize: Authorize | None = None,
     protocols: Iterable[str] = (),
     config: TransportConfig | None = None,
+    resumable: bool = False,
 ) -> None:
     """Serve WebSocket streams of one framing on ``GET path``.
 
     ``protocols`` are the ``Sec-WebSocket-Protocol`` values the server may select (some
-    APIs carry a credential there); ``config`` sets the stream's timers.
+    APIs carry a credential there); ``config`` sets the stream's timers; ``resumable``
+    streams park their session when the peer vanishes and take the resume parameters.
     """
     if STREAMS not in app:
         app[STREAMS] = set()
@@ -77,11 +84,12 @@ def add_route(
     async def handler(request: web.Request) -> web.StreamResponse:
         if authorize is not None:
             authorize(request)
+        resume = from_query(request.query) if resumable else None
         try:
             framing = make_framing(request)
         except ProtocolError as exc:
             raise BodyError(400, exc.code, exc.message) from None
-        return await _serve(request, framing, offered, config)
+        return await _serve(request, framing, offered, config, resumable, resume)
 
     app.router.add_get(path, handler)
 
@@ -91,6 +99,8 @@ async def _serve(
     framing: Framing,
     protocols: tuple[str, ...],
     config: TransportConfig | None,
+    resumable: bool = False,
+    resume: ResumeRequest | None = None,
 ) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         max_msg_size=HARD_MAX_MSG_BYTES, autoclose=False, protocols=protocols
@@ -101,11 +111,22 @@ async def _serve(
             {"Upgrade": "websocket"},
         )
     hub = request.app[HUB]
-    hub.admit()
-    await ws.prepare(request)
+    resumed: Resumed | None = None
+    if resume is None:
+        hub.admit()
+    else:
+        session = await hub.resume(resume.session_id, resume.last_seq)
+        resumed = Resumed(session, resume.last_seq)
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        if resumed is not None:
+            hub.park(resumed.session.id)
+        raise
     connection = request.transport
     stream = WsTransport(
-        hub, ws, framing, config, abort=connection.abort if connection is not None else None
+        hub, ws, framing, config, abort=connection.abort if connection is not None else None,
+        resumable=resumable, resumed=resumed,
     )
     streams = request.app[STREAMS]
     streams.add(stream)
@@ -152,7 +173,7 @@ def listen_framing(request: web.Request) -> Framing:
 
 def setup(app: web.Application) -> None:
     """Add ``GET /v1/ws`` and ``GET /v1/listen``."""
-    add_route(app, PATH, media_stream_framing)
+    add_route(app, PATH, media_stream_framing, resumable=True)
     # Browsers cannot set Authorization: Deepgram's browser SDK offers the subprotocols
     # ["token", KEY] instead, and a browser fails the handshake unless one is selected.
     add_route(app, LISTEN_PATH, listen_framing, protocols=("token", "bearer"))

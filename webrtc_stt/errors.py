@@ -48,3 +48,23 @@ class TooManySessions(SttError):
 
     def __init__(self, message: str) -> None:
         super().__init__("too_many_sessions", message)
+
+
+class SessionEnded(SttError):
+    """The session exists no more as a live stream: it cannot be resumed (its events may
+    still be readable for a while)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__("session_ended", f"session {session_id} has ended; its events "
+                         f"stay readable at /v1/sessions/{session_id}/events for a while")
+
+
+class Forbidden(SttError):
+    """The session belongs to other credentials."""
+
+    def __init__(self, message: str = "this session belongs to other credentials") -> None:
+        super().__init__("forbidden", message)
+
+
+class ResumeConflict(SttError):
+    """A resume that cannot be served here or now (``code`` says why)."""

@@ -78,6 +78,25 @@ class EventLog:
         """The ``seq`` of the newest event (0 before the first)."""
         return self._seq
 
+    def holds_after(self, after_seq: int) -> bool:
+        """Whether every event with ``seq > after_seq`` is still held (a resume from
+        there misses nothing)."""
+        if after_seq >= self._seq:
+            return True
+        return bool(self._history) and self._history[0].seq <= after_seq + 1
+
+    def restore(self, envelopes: list[Envelope], last_seq: int) -> None:
+        """Continue a stream numbered elsewhere: hold ``envelopes`` (its latest events, in
+        order, for resuming readers) and number the next event ``last_seq + 1``. Only
+        before the first :meth:`publish`."""
+        if self._seq or self._history:
+            raise RuntimeError("restore() is for a log that has published nothing")
+        for envelope in envelopes:
+            if envelope.session_id != self.session_id or envelope.seq > last_seq:
+                raise ValueError("restored events must be this session's, up to last_seq")
+            self._history.append(envelope)
+        self._seq = last_seq
+
     def publish(self, event: Event) -> Envelope:
         """Number an event and hand it to every subscriber."""
         if self.closed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,27 @@ class Envelope:
     session_id: str
     seq: int
     event: Event
+
+
+def shifted(event: Event, samples: int, segments: int) -> Event:
+    """``event`` moved ``samples`` later in stream time and its segment id ``segments``
+    on: a session adopted by another gateway continues the stream's clock and segment
+    numbering although its pipeline starts again from zero."""
+    if samples == 0 and segments == 0:
+        return event
+    match event:
+        case SpeechStart():
+            return replace(event, segment_id=event.segment_id + segments,
+                           start=event.start + samples)
+        case Partial():
+            return replace(event, segment_id=event.segment_id + segments,
+                           start=event.start + samples, end=event.end + samples)
+        case Final():
+            words = tuple(replace(w, start=w.start + samples, end=w.end + samples)
+                          for w in event.words)
+            return replace(event, segment_id=event.segment_id + segments,
+                           start=event.start + samples, end=event.end + samples, words=words)
+        case SpeechEnd():
+            return replace(event, segment_id=event.segment_id + segments,
+                           end=event.end + samples)
+    return event

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from webrtc_stt.asr.transcriber import (
 )
 from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
 from webrtc_stt.eventlog import EventLog
-from webrtc_stt.events import Error, Event, Ready
+from webrtc_stt.events import Envelope, Error, Event, Ready, shifted
 from webrtc_stt.options import TurnSettings, resolve_options
 from webrtc_stt.speech_gate import SpeechGate, inline_lanes
 from webrtc_stt.vad import (
@@ -53,6 +54,25 @@ FINAL_ECONOMY_BACKLOG = 4
 truly behind on finals, and a cheaper decode is what keeps their latency bounded."""
 MAX_PARTIAL_STRETCH = 3.0
 """Partials come this many times less often than configured when the engine is swamped."""
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Where a session taken over from another process picks up (cluster: a gateway
+    adopting the session of one that died). Its pipeline starts afresh, but the stream
+    goes on: events are numbered after ``last_seq``, stream time and segment ids continue
+    after ``samples`` and ``segments``, and ``transcript`` primes the prompt of later
+    finals."""
+
+    last_seq: int
+    events: tuple[Envelope, ...] = ()
+    """The stream's latest events, held for resuming readers."""
+    samples: int = 0
+    segments: int = 0
+    transcript: str = ""
+    engine_key: str | None = None
+    """The key of the session's audio and jobs in the engine; a fresh one, so nothing
+    left of the earlier pipeline (cached windows, audio blocks) is mistaken for it."""
 
 
 class Session:
@@ -78,8 +98,12 @@ class Session:
         text_filter: TextFilter | None = None,
         vad_model: SileroModel | None = None,
         vad_worker: VadWorker | None = None,
+        continuation: Continuation | None = None,
     ) -> None:
         self.id = session_id
+        self.continuation = continuation
+        self._engine_key = (continuation.engine_key if continuation is not None else None
+                            ) or session_id
         self.config = config or SessionConfig()
         self._default_language = language
         settings = settings or TurnSettings(language, vad=self.config.vad)
@@ -87,6 +111,10 @@ class Session:
         """The settings the next utterance uses (see :meth:`update`)."""
         self._engine = engine
         self.events = EventLog(session_id, queue_size=self.config.event_queue_size)
+        self._offset = (0, 0)
+        if continuation is not None:
+            self.events.restore(list(continuation.events), continuation.last_seq)
+            self._offset = (continuation.samples, continuation.segments)
         lanes = vad_worker.lane if vad_worker is not None else inline_lanes(vad_model)
         self._gate = SpeechGate(
             lanes,
@@ -97,7 +125,7 @@ class Session:
         )
         self._transcriber = StreamingTranscriber(
             self.config.streaming,
-            session_key=session_id,
+            session_key=self._engine_key,
             language=settings.language,
             text_filter=text_filter or TextFilter(),
             end_pad=ms_to_samples(self.config.vad.end_pad_ms),
@@ -111,6 +139,8 @@ class Session:
         self._input_ended = False
         """Everything taken was gated and the stream's end applied: only owed finals remain."""
         self._task: asyncio.Task[None] | None = None
+        if continuation is not None:
+            self._transcriber.recall(continuation.transcript)
 
     @property
     def language(self) -> str | None:
@@ -120,12 +150,14 @@ class Session:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Announce the session and start its decode task."""
+        """Announce the session and start its decode task (a continued session was
+        announced where it began)."""
         if self._task is not None:
             return
-        self._publish(
-            Ready(self._engine.model_name, self.language or "auto", SAMPLE_RATE)
-        )
+        if self.continuation is None:
+            self._publish(
+                Ready(self._engine.model_name, self.language or "auto", SAMPLE_RATE)
+            )
         self._task = asyncio.create_task(self._decode_loop(), name=f"session-{self.id}")
 
     @property
@@ -216,7 +248,7 @@ class Session:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._engine.forget(self.id)
+        self._engine.forget(self._engine_key)
         self.events.close()
 
     # -- internals ---------------------------------------------------------------------
@@ -236,7 +268,7 @@ class Session:
 
     def _publish(self, event: Event) -> None:
         if not self.events.closed:
-            self.events.publish(event)
+            self.events.publish(shifted(event, *self._offset))
 
     def _end_input(self) -> None:
         """Every sample taken is gated: close the utterance in progress."""

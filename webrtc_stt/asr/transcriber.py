@@ -202,6 +202,14 @@ class StreamingTranscriber:
         """Whether speech is in progress or finals are still owed."""
         return self._segment is not None or bool(self._ended)
 
+    def recall(self, text: str) -> None:
+        """Earlier committed text of this stream, transcribed elsewhere (a session adopted
+        from another gateway): the next utterances get its tail as prompt, as if their
+        own finals had said it."""
+        if text:
+            self._history.append(text[-self._config.prompt_max_chars:])
+            self._history_end = self.position
+
     def reconfigure(self, turn: TurnOptions) -> None:
         """Use new settings from the next utterance on (the one in progress keeps its own)."""
         self._turn = turn

@@ -1,21 +1,35 @@
-"""The gateway's session hub: cluster-wide admission and each session's event mirror."""
+"""The gateway's session hub: cluster-wide admission, each session's event mirror, and
+adopting the sessions of a gateway that died when their clients resume here."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from dataclasses import replace
 
 from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.cluster.codec import SessionMeta
 from webrtc_stt.cluster.engine import RedisEngine
+from webrtc_stt.cluster.redisio import REDIS_DOWN
 from webrtc_stt.cluster.registry import Verdict
 from webrtc_stt.cluster.sessions import SessionStore, wait_briefly
 from webrtc_stt.config import SessionOptions
-from webrtc_stt.errors import ServerDraining, ServerFull
+from webrtc_stt.errors import (
+    BadRequest,
+    Forbidden,
+    ResumeConflict,
+    ServerDraining,
+    ServerFull,
+    SessionEnded,
+    SessionNotFound,
+)
 from webrtc_stt.hub import HubConfig, SessionHub
-from webrtc_stt.session import Session
+from webrtc_stt.session import Continuation, Session
 from webrtc_stt.telemetry import Telemetry
 from webrtc_stt.vad import SileroModel
+
+log = logging.getLogger(__name__)
 
 MIRROR_FLUSH_S = 5.0
 """At shutdown, mirrors get this long to write the last events before they are cut."""
@@ -73,6 +87,71 @@ class ClusterHub(SessionHub):
                                    name=f"mirror-{session.id}")
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
+        return session
+
+    async def resume(self, session_id: str, after_seq: int) -> Session:
+        """Resume a session of this gateway, or adopt one whose gateway died.
+
+        Adoption continues the session from Redis: numbering after its last ``seq``,
+        segment ids and stream time after its last, the committed transcript as prompt,
+        the held events for resuming readers. The adopted session takes the server's
+        default options. Refused with :class:`ResumeConflict` ``session_elsewhere`` while
+        its gateway is alive (the client must reach that one), ``resume_in_progress`` when
+        another gateway adopts it at the same moment.
+        """
+        try:
+            self.events(session_id)
+        except SessionNotFound:
+            return await self._adopt(session_id, after_seq)
+        return await super().resume(session_id, after_seq)
+
+    async def _adopt(self, session_id: str, after_seq: int) -> Session:
+        store = self.store
+        try:
+            found = await store.meta(session_id)
+            if found is None:
+                raise SessionNotFound(session_id)
+            meta, last_seq = found
+            if meta.owner is not None and meta.owner != self.owner():
+                raise Forbidden()
+            if meta.ended or meta.gateway_id == self.cluster.gateway_id:
+                raise SessionEnded(session_id)
+            if await store.gateway_alive(meta.gateway_id):
+                raise ResumeConflict("session_elsewhere", "the session runs on another "
+                                     "gateway, which is alive: reconnect to that one")
+            if not 0 <= after_seq <= last_seq:
+                raise BadRequest("bad_last_seq", f"last_seq {after_seq} is not a seq of "
+                                 f"this session (its last is {last_seq})")
+            self.admit()
+            if not await store.claim(meta, self.cluster.gateway_id):
+                raise ResumeConflict("resume_in_progress",
+                                     "another gateway is taking this session over")
+            state = await store.adoption(session_id, last_seq)
+        except REDIS_DOWN as exc:
+            raise ServerFull(f"session state unavailable: redis: {exc}", retry_after=1) from None
+        log.info("session %s: adopted from gateway %s after seq %d", session_id,
+                 meta.gateway_id, last_seq)
+        continuation = Continuation(
+            last_seq, state.events, samples=state.samples, segments=state.segments,
+            transcript=state.transcript, engine_key=f"{session_id}.{self.cluster.gateway_id}",
+        )
+        session = self._build(session_id, None, continuation)
+        self._register(session)
+        adopted = replace(meta, gateway_id=self.cluster.gateway_id)
+        task = asyncio.create_task(
+            store.mirror(session.events, adopted, last_seq, (state.segments, state.samples)),
+            name=f"mirror-{session_id}",
+        )
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+        session.start()
+        # Held for the transport that asked, as a local resume is; then the usual checks.
+        self.mark_resuming(session_id)
+        try:
+            self.check_resume(session, after_seq)
+        except BaseException:
+            self.park(session_id)
+            raise
         return session
 
     def owner(self) -> str | None:

@@ -7,6 +7,11 @@ events of every session, the missed ones and then the live ones, none twice. Whe
 closes, one more entry (``0-<last+1>``, field ``end``) says so and every key of the
 session gets the shorter ``ended_ttl_s``.
 
+Adoption: when a session's gateway dies, a gateway its client resumes on takes the session
+over (:meth:`SessionStore.claim`, once per dead gateway) and continues it from what the
+hash holds: the last ``seq``, the highest segment id and stream time (``seg``, ``pos``),
+the committed transcript and the held events (:meth:`SessionStore.adoption`).
+
 Drop policy: the mirror follows the log through a bounded subscription. If Redis is slow
 or away long enough for it to fall behind, it resubscribes from the last event written,
 which the log's bounded history replays. If Redis comes back empty (restarted without
@@ -33,7 +38,7 @@ from webrtc_stt.cluster.codec import SessionMeta, WireError, decode_session, enc
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, as_bytes, entries, stop_if_cancelled
 from webrtc_stt.eventlog import EventLog, SubscriberTooSlow
-from webrtc_stt.events import Envelope, Final
+from webrtc_stt.events import Envelope, Event, Final, Partial, SpeechEnd, SpeechStart
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,31 @@ class Ended:
     reason: EndReason
 
 
+@dataclass(frozen=True)
+class Adoption:
+    """What a gateway taking over a session continues from."""
+
+    events: tuple[Envelope, ...]
+    """The held events up to the last ``seq``, oldest first."""
+    transcript: str
+    segments: int
+    """The highest segment id used."""
+    samples: int
+    """Stream time reached (samples at 16 kHz)."""
+
+
+def _extent(event: Event) -> tuple[int, int]:
+    """The segment id and the stream time an event reaches (0 where it has none)."""
+    match event:
+        case SpeechStart(segment_id=segment, start=at):
+            return segment, at
+        case Partial(segment_id=segment, end=at) | Final(segment_id=segment, end=at):
+            return segment, at
+        case SpeechEnd(segment_id=segment, end=at):
+            return segment, at
+    return 0, 0
+
+
 class SessionStore:
     """Writes sessions' state (the gateway running them) and reads it (any gateway)."""
 
@@ -77,14 +107,17 @@ class SessionStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    async def mirror(self, log_: EventLog, meta: SessionMeta) -> None:
-        """Copy a session's events into Redis until its log closes.
+    async def mirror(self, log_: EventLog, meta: SessionMeta, written: int = 0,
+                     extent: tuple[int, int] = (0, 0)) -> None:
+        """Copy a session's events with ``seq > written`` into Redis until its log closes
+        (an adopted session's earlier events are there already, as is its ``extent``:
+        segment id and stream time reached).
 
         Outages are retried with backoff; once the session has ended, a mirror that
         cannot reach Redis for ``ended_ttl_s`` gives up (its state would be expiring).
         """
         backoff = Backoff(self._config.reconnect_max_s)
-        written = 0
+        high = extent
         failing_since: float | None = None
         wipe = False
         while True:
@@ -95,7 +128,9 @@ class SessionStore:
                 subscription = log_.subscribe(written)
                 try:
                     async for envelope in subscription:
-                        if await self._write(meta, envelope) and written:
+                        segment, at = _extent(envelope.event)
+                        high = (max(high[0], segment), max(high[1], at))
+                        if await self._write(meta, envelope, high) and written:
                             raise _Lost()
                         written = envelope.seq
                         failing_since = None
@@ -122,7 +157,8 @@ class SessionStore:
                     return
                 await backoff.sleep()
 
-    async def _write(self, meta: SessionMeta, envelope: Envelope) -> bool:
+    async def _write(self, meta: SessionMeta, envelope: Envelope,
+                     high: tuple[int, int] = (0, 0)) -> bool:
         """Write one event; True when the session's metadata was not in Redis before."""
         config = self._config
         sid = envelope.session_id
@@ -131,8 +167,11 @@ class SessionStore:
                   maxlen=config.event_stream_maxlen, approximate=True)
         # The metadata goes with every event (a few dozen bytes), so a Redis that restarted
         # empty between two events knows the session again with the next one.
-        pipe.hset(config.session_key(sid),
-                  mapping={"meta": encode_session(meta), "last_seq": envelope.seq})
+        fields: dict[str | bytes, bytes | int] = {
+            "meta": encode_session(meta), "last_seq": envelope.seq, "seg": high[0],
+            "pos": high[1],
+        }
+        pipe.hset(config.session_key(sid), mapping=fields)  # type: ignore[arg-type]
         if isinstance(envelope.event, Final) and envelope.event.text:
             # Keyed by seq, so writing an event twice (a retry) changes nothing.
             pipe.hset(config.transcript_key(sid), str(envelope.seq), envelope.event.text)
@@ -144,7 +183,7 @@ class SessionStore:
             # "equal or smaller": a retry of a write that had landed; the entry is there.
             if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
                 raise reply
-        return bool(replies[1] == 2)  # both fields new: the hash did not exist
+        return bool(replies[1] == len(fields))  # every field new: the hash did not exist
 
     async def _end(self, meta: SessionMeta, last_seq: int) -> None:
         config = self._config
@@ -170,6 +209,41 @@ class SessionStore:
             return decode_session(blob), int(seq or 0)
         except (WireError, ValueError):
             return None
+
+    async def gateway_alive(self, gateway_id: str) -> bool:
+        """Whether the gateway's heartbeat is current."""
+        return bool(await self._client.exists(self._config.gateway_key(gateway_id)))
+
+    async def claim(self, meta: SessionMeta, gateway_id: str) -> bool:
+        """Take over a session whose gateway died, for ``gateway_id``; False if another
+        gateway claimed it first. The metadata names the new gateway at once, so readers
+        following the session wait for it instead of reporting ``gateway_lost``."""
+        config = self._config
+        sid = meta.session_id
+        key = f"{config.prefix}:adopt:{sid}:{meta.gateway_id}"
+        if not await self._client.set(key, gateway_id, nx=True, ex=config.session_ttl_s):
+            return False
+        await self._client.hset(config.session_key(sid), "meta",
+                                encode_session(replace(meta, gateway_id=gateway_id)))
+        return True
+
+    async def adoption(self, session_id: str, last_seq: int) -> Adoption:
+        """What a gateway adopting the session continues from."""
+        config = self._config
+        raw = await self._client.hmget(config.session_key(session_id), ["seg", "pos"])
+        segments, samples = (int(as_bytes(v) or 0) for v in raw)
+        found = entries(await self._client.xrange(
+            config.events_key(session_id), "0-1", f"0-{last_seq}",
+            count=config.event_stream_maxlen,
+        ))
+        events = []
+        for _entry_id, fields in found:
+            if b"e" in fields:
+                try:
+                    events.append(wire.decode(fields[b"e"]))
+                except wire.WireError:
+                    continue
+        return Adoption(tuple(events), await self.transcript(session_id), segments, samples)
 
     async def transcript(self, session_id: str) -> str:
         """The committed text of a session's finals, in order."""
@@ -210,9 +284,8 @@ class SessionStore:
             if current is None:
                 yield Ended(EndReason.EXPIRED)
                 return
-            if not current[0].ended and not await self._client.exists(
-                config.gateway_key(meta.gateway_id)
-            ):
+            # The gateway now running it: another may have adopted the session.
+            if not current[0].ended and not await self.gateway_alive(current[0].gateway_id):
                 yield Ended(EndReason.GATEWAY_LOST)
                 return
 

@@ -74,16 +74,17 @@ class AudioFeed:
             self._arrays = None
 
 
-async def forward_events(events: EventLog, send: Send, *, label: str = "transport") -> int:
-    """Send every envelope of ``events`` in order until the log closes; returns the last
-    ``seq`` sent.
+async def forward_events(
+    events: EventLog, send: Send, *, label: str = "transport", after: int = 0
+) -> int:
+    """Send every envelope of ``events`` with ``seq > after`` in order until the log
+    closes; returns the last ``seq`` sent (a resumed transport starts after the client's).
 
     Slow-subscriber policy (see :mod:`webrtc_stt.eventlog`): a sender that falls behind is
     cut off by the log and picks up again after the last envelope it sent, from the log's
     history, so nothing is skipped while the history still holds it. Ends quietly when
     ``send`` raises ``ConnectionError`` (the peer is gone).
     """
-    after = 0
     while True:
         subscription = events.subscribe(after)
         try:

@@ -9,6 +9,13 @@ closed, and so is one that connects without sending an audio track: an offer tha
 audio (``recvonly``, ``inactive``) or whose candidates lead nowhere would otherwise hold its
 session slot until ICE gives up, if ever. An offer aiortc
 cannot answer is a :class:`BadOffer`, and its session is discarded at once.
+
+Resume: a peer that is lost -- ICE failed, or no audio for ``media_idle_timeout_s`` --
+rather than hung up (the peer connection closed, or ``DELETE``) commits the utterance in
+progress and parks its session in the hub for ``HubConfig.resume_grace_s``. A peer
+answered for a ``resumed`` session continues it: its data channel sends the events after
+the client's ``last_seq``, then live ones, and its audio feeds the same session. The peer
+of a session that a newer peer resumed is released: it hangs up and leaves the session be.
 """
 
 from __future__ import annotations
@@ -49,9 +56,15 @@ CONNECT_TIMEOUT_S = 15.0
 class PeerSession:
     """One RTCPeerConnection and the session it feeds."""
 
-    def __init__(self, hub: SessionHub, session: Session) -> None:
+    def __init__(self, hub: SessionHub, session: Session, after_seq: int = 0) -> None:
         self.hub = hub
         self.session = session
+        self._after = after_seq
+        self._resumed = False
+        self._lost = False
+        """The peer went without hanging up: its session is parked for a resume."""
+        self._released = False
+        """A newer peer resumed the session: leave it alone."""
         self.feed = AudioFeed(session)
         servers = [RTCIceServer(urls=url) for url in hub.config.ice_servers]
         # No default STUN server: aiortc's default would contact Google on every call.
@@ -79,26 +92,37 @@ class PeerSession:
         ice: IcePolicy | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         max_media_sections: int = MAX_MEDIA_SECTIONS,
+        resumed: Session | None = None,
+        after_seq: int = 0,
     ) -> tuple[PeerSession, str]:
         """Admit a caller and answer its offer; returns the peer and the answer SDP.
 
         ``ice`` restricts the host addresses and UDP ports of this peer's ICE agent; the
         peer must connect within ``connect_timeout_s``; an offer may carry at most
-        ``max_media_sections`` m-lines.
+        ``max_media_sections`` m-lines. With ``resumed`` (a session from
+        ``SessionHub.resume``) the peer continues that session after ``after_seq``; if the
+        offer fails, the session is parked again.
         """
-        offer_sdp = prepare_offer(offer_sdp, max_media_sections=max_media_sections)
-        check_offer(offer_sdp)
-        session = hub.open(SessionOptions(language=language))
+        try:
+            offer_sdp = prepare_offer(offer_sdp, max_media_sections=max_media_sections)
+            check_offer(offer_sdp)
+        except BaseException:
+            if resumed is not None:
+                hub.park(resumed.id)
+            raise
+        session = resumed or hub.open(SessionOptions(language=language))
         # aiortc builds the ICE agent while the peer connection is created and the offer
         # applied; the agent keeps the policy after the block.
         with ice_policy(ice or IcePolicy()):
-            peer = cls(hub, session)
+            peer = cls(hub, session, after_seq)
+            peer._resumed = peer._lost = resumed is not None  # a failed resume: parked again
             try:
                 answer_sdp = await peer._negotiate(offer_sdp)
             except BaseException:
                 await peer.close()
                 raise
-        hub.attach(session, peer.close)
+            peer._lost = False
+        hub.attach(session, peer.close, peer.release if peer._resumable else None)
         session.start()
         peer._spawn(peer._connect_deadline(connect_timeout_s))
         return peer, answer_sdp
@@ -109,6 +133,8 @@ class PeerSession:
         except asyncio.TimeoutError:
             log.info("session %s: no ICE/DTLS connection within %g s; closing",
                      self.session.id, timeout)
+            # A resumed session outlives a reconnection attempt that did not connect.
+            self._lost = self._resumed
             await self.close()
             return
         if not self._has_audio:
@@ -156,7 +182,20 @@ class PeerSession:
         self._spawn(self._consume(track))
 
     async def _consume(self, track: MediaStreamTrack) -> None:
-        await pump_track(track, self.feed, idle_timeout=self.hub.config.media_idle_timeout_s)
+        reason = await pump_track(
+            track, self.feed, idle_timeout=self.hub.config.media_idle_timeout_s
+        )
+        if reason == "idle" or self.pc.connectionState == "failed":
+            self._lost = True
+        await self.close()
+
+    @property
+    def _resumable(self) -> bool:
+        return self.hub.config.resume_grace_s > 0
+
+    async def release(self) -> None:
+        """Hang up but leave the session live: a newer peer resumed it."""
+        self._released = True
         await self.close()
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
@@ -170,13 +209,14 @@ class PeerSession:
             channel.send(wire.encode(envelope))
 
         self._channel_task = asyncio.create_task(
-            forward_events(self.session.events, send, label="data channel")
+            forward_events(self.session.events, send, label="data channel", after=self._after)
         )
 
     async def _on_state(self) -> None:
         if self.pc.connectionState == "connected":
             self._connected.set()
         if self.pc.connectionState in ("failed", "closed"):
+            self._lost = self._lost or self.pc.connectionState == "failed"
             self._spawn(self.close())
 
     async def close(self) -> None:
@@ -185,9 +225,18 @@ class PeerSession:
             await self._closed.wait()
             return
         self._closing = True
+        keep = self._released or (
+            self._lost and self._resumable and not self.session.events.closed
+        )
         try:
-            await self.session.finish()
-            if self._channel_task is not None:
+            if keep:
+                self.feed.flush()
+                if not self._released:
+                    self.session.commit()  # the speech so far gets its final meanwhile
+                    self.hub.park(self.session.id)
+            else:
+                await self.session.finish()
+            if self._channel_task is not None and not keep:
                 # Let the last events (the final) reach the peer before hanging up.
                 await wait_finished(self._channel_task, DRAIN_TIMEOUT_S)
                 await _drain(self._channel)
@@ -206,7 +255,8 @@ class PeerSession:
                 log.info("session %s: closing the peer failed: %s", self.session.id,
                          type(exc).__name__)
             finally:
-                self.hub.discard(self.session.id)
+                if not keep:
+                    self.hub.discard(self.session.id)
                 self._closed.set()
 
 

@@ -23,6 +23,16 @@ The framing translates; this module does the I/O, the session and the timers:
 - every send has a deadline (``send_timeout_s``): a peer that stops reading gets its
   connection aborted and its session ended instead of holding it.
 
+Resume (``resumable`` streams, ``/v1/ws``): a stream whose peer vanishes without a
+goodbye -- the connection lost, a close code other than 1000, a peer that stops reading --
+does not end its session: the utterance in progress is committed (its final still
+decodes) and the session is parked in the hub for ``HubConfig.resume_grace_s``. A stream
+built with a ``resumed`` session continues it: the events after the client's ``last_seq``
+go out first, then live ones, and its audio (once the stream's format is known) feeds the
+same session; the session keeps its options. A stream whose session is resumed by another
+connection is released: it closes with :data:`RESUMED_ELSEWHERE` and leaves the session
+alone. A stopped stream (``stop``, close code 1000, ``DELETE``) ends its session as before.
+
 Only the task that runs :meth:`WsTransport.run` receives and closes: aiohttp's ``close()``
 from another task while a ``receive()`` is pending drops the connection without a
 handshake, so :meth:`WsTransport.request_end` only asks that task to end.
@@ -35,7 +45,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WebSocketError, WSMessage, WSMsgType, web
 
 from webrtc_stt.errors import SttError
 from webrtc_stt.events import Envelope, Error
@@ -59,6 +69,19 @@ from webrtc_stt.ingest.ws.rate import RateGuard
 from webrtc_stt.session import Session
 
 log = logging.getLogger(__name__)
+
+RESUMED_ELSEWHERE = 4409
+"""Close code of a stream whose session another connection resumed (reason
+``resumed_elsewhere``)."""
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A session taken back (``SessionHub.resume``) for this stream, and the last ``seq``
+    its client has."""
+
+    session: Session
+    after_seq: int
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,8 @@ class WsTransport:
         config: TransportConfig | None = None,
         *,
         abort: Callable[[], None] | None = None,
+        resumable: bool = False,
+        resumed: Resumed | None = None,
     ) -> None:
         self.hub = hub
         self.ws = ws
@@ -128,6 +153,13 @@ class WsTransport:
         self._last_audio = 0.0
         self.stalled = False
         """True once a send missed its deadline (the peer stopped reading)."""
+        self.resumable = resumable or resumed is not None
+        self._lost = False
+        """The peer went without a goodbye: a resumable stream parks its session."""
+        self._released = False
+        """Another connection resumed the session: leave it alone."""
+        if resumed is not None:
+            self._adopt(resumed)
 
     async def run(self) -> None:
         """Serve the connection until it ends, however it ends."""
@@ -159,15 +191,18 @@ class WsTransport:
                     # aiohttp closed the socket itself (a message over its max_msg_size,
                     # a broken frame): nothing can be sent any more.
                     log.info("websocket error: %s", message.data)
+                    # A protocol violation ends the session; a failing connection does not.
+                    self._lost = not isinstance(message.data, WebSocketError)
                     break
                 else:  # the peer's close frame, or the socket closing under us
+                    self._lost = not (message.type is WSMsgType.CLOSE and message.data == 1000)
                     break
         except ProtocolError as exc:
             await self._fail(exc.code, exc.message)
         except _Refused as exc:
             await self._fail(exc.code, exc.message)
         except ConnectionError:
-            pass
+            self._lost = True
         finally:
             stop.cancel()
             if receiving is not None:
@@ -182,6 +217,12 @@ class WsTransport:
             self._stop_reason = (code, reason)
             self._stop.set()
         await self._flushed.wait()
+
+    async def release(self) -> None:
+        """Let go of the session (another connection resumed it) and close; returns once
+        this stream no longer touches it."""
+        self._released = True
+        await self.request_end(RESUMED_ELSEWHERE, "resumed_elsewhere")
 
     async def end(self, code: int = 1000, reason: str = "") -> None:
         """Finalize the session, send what is left and close the socket (once)."""
@@ -222,6 +263,9 @@ class WsTransport:
         return self.session
 
     def _start(self, started: Started) -> None:
+        if self.session is not None and self._feed is None:
+            self._take_audio(started)  # a resumed session: the format is now known
+            return
         if self.session is not None:
             raise _Refused("unexpected_start", "the stream has started already")
         try:
@@ -232,14 +276,30 @@ class WsTransport:
         log.info("session %s: %s websocket stream, %s at %d Hz %s", session.id,
                  self.framing.name, started.format.encoding, started.format.sample_rate,
                  dict(started.metadata))
-        self.hub.attach(session, self._close_from_hub)
-        self._feed = AudioFeed(session)
-        self._guard = RateGuard(started.format.sample_rate, self.config.burst_s)
-        self._guard_rate = started.format.sample_rate
+        self.hub.attach(session, self._close_from_hub,
+                        self.release if self.resumable else None)
+        self._take_audio(started)
         session.start()
         self._forwarder = asyncio.create_task(
             forward_events(session.events, self._send_envelope, label="websocket")
         )
+
+    def _adopt(self, resumed: Resumed) -> None:
+        session = resumed.session
+        self.session = session
+        self._sent_seq = resumed.after_seq
+        log.info("session %s: %s websocket stream resumes after seq %d", session.id,
+                 self.framing.name, resumed.after_seq)
+        self.hub.attach(session, self._close_from_hub, self.release)
+        self._forwarder = asyncio.create_task(forward_events(
+            session.events, self._send_envelope, label="websocket", after=resumed.after_seq
+        ))
+
+    def _take_audio(self, started: Started) -> None:
+        assert self.session is not None
+        self._feed = AudioFeed(self.session)
+        self._guard = RateGuard(started.format.sample_rate, self.config.burst_s)
+        self._guard_rate = started.format.sample_rate
 
     def _audio(self, audio: Audio) -> None:
         if self._feed is None or self._guard is None:
@@ -293,6 +353,7 @@ class WsTransport:
         log.info("websocket peer stopped reading for %g s; dropping it",
                  self.config.send_timeout_s)
         self.stalled = True
+        self._lost = True
         if not self._stop.is_set():
             self._stop_reason = (1008, "send_timeout")
             self._stop.set()
@@ -317,6 +378,9 @@ class WsTransport:
 
     async def _end(self, code: int, reason: str) -> None:
         session = self.session
+        if session is not None and (self._released or self._keeps_session(session)):
+            await self._let_go(session, code, reason)
+            return
         try:
             if session is not None:
                 if self._feed is not None:
@@ -333,6 +397,26 @@ class WsTransport:
                 self._forwarder.cancel()
             if session is not None:
                 self.hub.discard(session.id)
+            self._flushed.set()
+            await self._close(code, reason)
+
+    def _keeps_session(self, session: Session) -> bool:
+        """Whether the session outlives this stream (lost peer, resumable, grace > 0)."""
+        return (self.resumable and self._lost and not session.events.closed
+                and self.hub.config.resume_grace_s > 0)
+
+    async def _let_go(self, session: Session, code: int, reason: str) -> None:
+        """End this stream but not its session: released to another connection, or
+        parked for the client to resume."""
+        try:
+            if self._feed is not None:
+                self._feed.flush()
+            if not self._released:
+                session.commit()  # the speech so far gets its final while nobody listens
+                self.hub.park(session.id)
+        finally:
+            if self._forwarder is not None:
+                self._forwarder.cancel()
             self._flushed.set()
             await self._close(code, reason)
 
