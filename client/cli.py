@@ -75,9 +75,9 @@ def _redis_flags(p: argparse.ArgumentParser) -> None:
 
 def _run_worker(args: argparse.Namespace) -> int:
     from signaling.logs import configure
-    from webrtc_stt.asr.models import ModelLoadError
     from webrtc_stt.cluster.config import RedisConfig
     from webrtc_stt.cluster.worker import serve_worker
+    from webrtc_stt.engine.models import ModelLoadError
     from webrtc_stt.integrity import IntegrityError
 
     resolved = _settings(args)
@@ -150,7 +150,7 @@ def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 def _run_serve(args: argparse.Namespace) -> int:
     from signaling.logs import configure
     from signaling.server import serve
-    from webrtc_stt.asr.models import ModelLoadError
+    from webrtc_stt.engine.models import ModelLoadError
     from webrtc_stt.integrity import IntegrityError
     from webrtc_stt.vad import VadModelError
 

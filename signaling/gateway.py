@@ -15,10 +15,10 @@ from signaling.events import REMOTE_EVENTS
 from signaling.metrics import Metrics
 from signaling.quota import GuardedHub
 from signaling.server import Running, Starter
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.engine import RedisEngine
 from webrtc_stt.cluster.hub import ClusterHub
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.vad import SileroModel
 
 log = logging.getLogger(__name__)

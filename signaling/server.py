@@ -16,10 +16,10 @@ from signaling.config import ServerConfig
 from signaling.drain import drain
 from signaling.metrics import Metrics
 from signaling.quota import GuardedHub
-from webrtc_stt.asr.backend import WhisperBackend
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.transcriber import TextFilter
+from webrtc_stt.engine.backend import WhisperBackend
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import SessionHub
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.vad import SileroModel
 
 log = logging.getLogger(__name__)

@@ -16,14 +16,6 @@ import pytest
 
 from tests.fakes import ScriptedDecoder
 from tests.redis_server import RedisServer, require_redis_server
-from webrtc_stt.asr.requests import (
-    DecodedWord,
-    DecodeKind,
-    DecodeRequest,
-    DecodeResult,
-    Priority,
-    Superseded,
-)
 from webrtc_stt.cluster import codec
 from webrtc_stt.cluster.audio import SessionAudio, WindowCache, blocks
 from webrtc_stt.cluster.codec import Job, Result, WireError, WorkerBeat
@@ -33,6 +25,14 @@ from webrtc_stt.cluster.redisio import Entry, entries
 from webrtc_stt.cluster.registry import admission
 from webrtc_stt.cluster.sessions import Ended, EndReason, SessionStore, StoredEvent
 from webrtc_stt.cluster.worker import Worker
+from webrtc_stt.decoding.requests import (
+    DecodedWord,
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    Priority,
+    Superseded,
+)
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.events import Final, Partial, Ready
 

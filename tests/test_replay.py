@@ -11,9 +11,9 @@ import pytest
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import SessionConfig, VadConfig
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Final, Partial, Ready, SpeechEnd, SpeechStart
 from webrtc_stt.replay import Stamped, replay
 from webrtc_stt.session import Session

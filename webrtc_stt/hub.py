@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 from webrtc_stt import logcontext
 from webrtc_stt.admission import CapacityEstimator
-from webrtc_stt.asr.engine import Engine
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.config import SessionConfig, SessionOptions
+from webrtc_stt.engine.local import Engine
 from webrtc_stt.errors import ServerDraining, ServerFull, SessionNotFound
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.options import resolve_options
 from webrtc_stt.session import MAX_PARTIAL_STRETCH, Session
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 from webrtc_stt.vad import SileroModel
 from webrtc_stt.vad_worker import VadWorker

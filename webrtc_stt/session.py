@@ -21,20 +21,20 @@ from collections.abc import Awaitable
 import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine
-from webrtc_stt.asr.requests import DecodeResult, EngineClosed, Superseded
-from webrtc_stt.asr.transcriber import (
+from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
+from webrtc_stt.decoding.requests import DecodeResult, EngineClosed, Superseded
+from webrtc_stt.engine.local import Engine
+from webrtc_stt.eventlog import EventLog
+from webrtc_stt.events import Error, Event, Ready
+from webrtc_stt.options import TurnSettings, resolve_options
+from webrtc_stt.speech_gate import SpeechGate, inline_lanes
+from webrtc_stt.streaming.transcriber import (
     Job,
     JobKind,
     StreamingTranscriber,
     TextFilter,
     TurnOptions,
 )
-from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
-from webrtc_stt.eventlog import EventLog
-from webrtc_stt.events import Error, Event, Ready
-from webrtc_stt.options import TurnSettings, resolve_options
-from webrtc_stt.speech_gate import SpeechGate, inline_lanes
 from webrtc_stt.vad import (
     FloatArray,
     SilenceStarted,

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from webrtc_stt.asr.requests import Audio, DecodedWord, DecodeKind, DecodeResult, Priority
+from webrtc_stt.decoding.requests import Audio, DecodedWord, DecodeKind, DecodeResult, Priority
 
 WIRE_VERSION = 1
 PCM_SCALE = 32767.0

@@ -8,7 +8,7 @@ and resolves the waiting futures from; a result whose job nobody waits for any m
 duplicate of a redelivered final, or one past its deadline) is dropped there.
 
 Faults: every decode has a deadline (``final_timeout_s``, ``partial_timeout_s``). A partial
-past it is dropped as :class:`~webrtc_stt.asr.requests.Superseded` (the next one follows);
+past it is dropped as :class:`~webrtc_stt.decoding.requests.Superseded` (the next one follows);
 a final past it raises :class:`DecodeTimeout`, which the session reports as an ``error``
 event. While Redis is unreachable every loop retries with backoff; when it comes back as a
 fresh server (its ``run_id`` changed, so the jobs and audio it held are gone) every decode
@@ -28,15 +28,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from webrtc_stt.asr.engine import EngineLoad
-from webrtc_stt.asr.requests import (
-    DecodeKind,
-    DecodeRequest,
-    DecodeResult,
-    EngineClosed,
-    Priority,
-    Superseded,
-)
 from webrtc_stt.cluster import registry
 from webrtc_stt.cluster.audio import Placement, SessionAudio, blocks
 from webrtc_stt.cluster.codec import (
@@ -53,6 +44,15 @@ from webrtc_stt.cluster.codec import (
 )
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, connect, entries, stop_if_cancelled
+from webrtc_stt.decoding.requests import (
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    EngineClosed,
+    Priority,
+    Superseded,
+)
+from webrtc_stt.engine.local import EngineLoad
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class _Counters:
 
 
 class RedisEngine:
-    """An :class:`~webrtc_stt.asr.engine.Engine` whose decodes run on remote workers.
+    """An :class:`~webrtc_stt.engine.local.Engine` whose decodes run on remote workers.
 
     Call :meth:`start` on the event loop that will decode, and :meth:`close` at the end.
     """

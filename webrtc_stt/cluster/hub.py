@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.cluster.codec import SessionMeta
 from webrtc_stt.cluster.engine import RedisEngine
 from webrtc_stt.cluster.registry import Verdict
@@ -14,6 +13,7 @@ from webrtc_stt.config import SessionOptions
 from webrtc_stt.errors import ServerDraining, ServerFull
 from webrtc_stt.hub import HubConfig, SessionHub
 from webrtc_stt.session import Session
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.telemetry import Telemetry
 from webrtc_stt.vad import SileroModel
 

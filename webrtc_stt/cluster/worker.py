@@ -32,14 +32,6 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from webrtc_stt.asr.engine import BatchDecoder, LocalEngine
-from webrtc_stt.asr.requests import (
-    DecodeKind,
-    DecodeRequest,
-    DecodeResult,
-    EngineClosed,
-    Superseded,
-)
 from webrtc_stt.cluster import registry
 from webrtc_stt.cluster.audio import WindowCache, blocks
 from webrtc_stt.cluster.codec import (
@@ -62,6 +54,14 @@ from webrtc_stt.cluster.redisio import (
     stop_if_cancelled,
 )
 from webrtc_stt.config import EngineConfig
+from webrtc_stt.decoding.requests import (
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    EngineClosed,
+    Superseded,
+)
+from webrtc_stt.engine.local import BatchDecoder, LocalEngine
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ class Worker:
 async def serve_worker(config: RedisConfig, engine: EngineConfig, *,
                        allow_download: bool = False, worker_id: str | None = None) -> None:
     """Load the model, then serve jobs until cancelled (Redis need not be up yet)."""
-    from webrtc_stt.asr.backend import WhisperBackend
+    from webrtc_stt.engine.backend import WhisperBackend
 
     backend = await asyncio.to_thread(WhisperBackend, engine, allow_download=allow_download)
     worker = Worker(config, backend, device=engine.device, max_batch=engine.max_batch,

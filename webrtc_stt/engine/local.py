@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from webrtc_stt.asr.requests import (
+from webrtc_stt.decoding.requests import (
     DecodeKind,
     DecodeRequest,
     DecodeResult,
