@@ -68,8 +68,9 @@ from bench.metrics import (
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.audio.resample import Samples, load_audio
 from webrtc_stt.config import SessionConfig
+from webrtc_stt.decoding.protocol import Engine
 from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
-from webrtc_stt.engine.local import Engine, LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.session import Session
 from webrtc_stt.streaming.transcriber import TextFilter

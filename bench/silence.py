@@ -33,8 +33,8 @@ from bench.harness.corpus import Clip, load_set
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.audio.resample import Samples, load_audio
 from webrtc_stt.config import SessionConfig
+from webrtc_stt.decoding.protocol import Engine
 from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
-from webrtc_stt.engine.local import Engine
 from webrtc_stt.events import Event, Final, Partial, SpeechStart
 from webrtc_stt.session import Session
 from webrtc_stt.streaming.transcriber import TextFilter

@@ -14,7 +14,7 @@ from signaling.config import ServerConfig
 from signaling.events import REMOTE_EVENTS
 from signaling.metrics import Metrics
 from signaling.quota import GuardedHub
-from signaling.server import Running, Starter
+from signaling.serve import Running, Starter
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.engine import RedisEngine
 from webrtc_stt.cluster.hub import ClusterHub
@@ -82,7 +82,7 @@ async def start_gateway(config: ServerConfig, redis: RedisConfig,
 
 
 def gateway_starter(redis: RedisConfig) -> Starter:
-    """What :func:`signaling.server.serve` runs to serve as a gateway of ``redis``'s cluster
+    """What :func:`signaling.serve.serve` runs to serve as a gateway of ``redis``'s cluster
     (with the same signals and drain as ``serve``)."""
 
     async def start(config: ServerConfig) -> Running:

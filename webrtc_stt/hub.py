@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from webrtc_stt import logcontext
 from webrtc_stt.admission import CapacityEstimator
 from webrtc_stt.config import SessionConfig, SessionOptions
-from webrtc_stt.engine.local import Engine
+from webrtc_stt.decoding.protocol import Engine
 from webrtc_stt.errors import ServerDraining, ServerFull, SessionNotFound
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.options import resolve_options

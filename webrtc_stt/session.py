@@ -22,8 +22,8 @@ import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
+from webrtc_stt.decoding.protocol import Engine
 from webrtc_stt.decoding.requests import DecodeResult, EngineClosed, Superseded
-from webrtc_stt.engine.local import Engine
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.events import Error, Event, Ready
 from webrtc_stt.options import TurnSettings, resolve_options

@@ -22,6 +22,7 @@ from webrtc_stt.batch.decode import decode_audio
 from webrtc_stt.batch.segment import Window, plan_windows, speech_probabilities
 from webrtc_stt.config import VadConfig
 from webrtc_stt.decoding.languages import LANGUAGES
+from webrtc_stt.decoding.protocol import Engine
 from webrtc_stt.decoding.requests import (
     DecodedWord,
     DecodeKind,
@@ -29,7 +30,6 @@ from webrtc_stt.decoding.requests import (
     DecodeResult,
     Priority,
 )
-from webrtc_stt.engine.local import Engine
 from webrtc_stt.errors import BadRequest
 from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.vad import SileroModel

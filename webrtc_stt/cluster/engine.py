@@ -44,6 +44,7 @@ from webrtc_stt.cluster.codec import (
 )
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, connect, entries, stop_if_cancelled
+from webrtc_stt.decoding.protocol import EngineLoad
 from webrtc_stt.decoding.requests import (
     DecodeKind,
     DecodeRequest,
@@ -52,7 +53,6 @@ from webrtc_stt.decoding.requests import (
     Priority,
     Superseded,
 )
-from webrtc_stt.engine.local import EngineLoad
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class _Counters:
 
 
 class RedisEngine:
-    """An :class:`~webrtc_stt.engine.local.Engine` whose decodes run on remote workers.
+    """An :class:`~webrtc_stt.decoding.protocol.Engine` whose decodes run on remote workers.
 
     Call :meth:`start` on the event loop that will decode, and :meth:`close` at the end.
     """
