@@ -166,6 +166,9 @@ class FileTranscriber:
                 language=language,
                 word_timestamps=options.word_timestamps,
                 priority=Priority.BACKGROUND,
+                # Windows come in order: none reads before this one's start.
+                origin=window.start,
+                retain_from=window.start,
             ))
             text = self._filter.keep(result, "").strip()
             if on_progress is not None:
