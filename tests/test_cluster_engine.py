@@ -20,7 +20,7 @@ from tests.redis_server import RedisServer, require_redis_server
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.cluster import codec
-from webrtc_stt.cluster.audio import SessionAudio, WindowCache, blocks
+from webrtc_stt.cluster.audio import Plan, SessionAudio, WindowCache, blocks
 from webrtc_stt.cluster.codec import Job, Result, WireError, WorkerBeat
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.engine import DecodeTimeout, RedisEngine
@@ -185,17 +185,30 @@ def test_each_sample_of_a_session_is_uploaded_once() -> None:
     assert blocks(5, 25, 10) == [(0, 5, 5), (1, 0, 10), (2, 0, 5)]
 
 
-def test_window_cache_serves_the_head_of_a_growing_window() -> None:
-    cache = WindowCache(max_bytes=1_000)
-    assert cache.split("s", 0, 100) == (b"", 0)
+def test_window_cache_serves_what_it_holds_of_a_window() -> None:
+    cache = WindowCache(max_bytes=1_000, max_span=150)
+    assert cache.plan("s", 0, 100) == Plan(((0, 100),))
     data = bytes(range(200))  # samples [10, 110)
     cache.keep("s", 10, data)
-    head, rest = cache.split("s", 10, 150)
-    assert (head, rest) == (data, 110)
-    assert cache.split("s", 20, 30) == (data[20:40], 30)
-    assert cache.split("s", 5, 30) == (b"", 5)  # starts before the cached window
-    cache.keep("t", 0, bytes(900))  # over the bound: the least recent session goes
-    assert cache.split("s", 10, 20) == (b"", 10)
+    assert cache.plan("s", 10, 150) == Plan((data, (110, 150)))  # a longer partial
+    assert cache.plan("s", 20, 30) == Plan((data[20:40],))
+    # The next utterance, after a pause, then a final over both as acoustic context: only
+    # the pause and the new end are read.
+    cache.keep("s", 130, bytes(20))
+    plan = cache.plan("s", 0, 150)
+    assert plan == Plan(((0, 10), data, (110, 130), bytes(20), (140, 150)))
+    assert plan.fetch == [(0, 10), (110, 130), (140, 150)]
+    whole = plan.assemble([b"a" * 20, b"b" * 40, b"c" * 20])
+    assert whole == b"a" * 20 + data + b"b" * 40 + bytes(20) + b"c" * 20
+    cache.keep("s", 0, whole)  # overlaps both: one piece [0, 150)
+    assert cache.plan("s", 0, 150) == Plan((whole,))
+    cache.keep("s", 150, bytes(80))  # touches: [0, 190), the newest 150 samples kept
+    assert cache.plan("s", 0, 190).fetch == [(0, 40)]
+    cache.keep("s", 500, bytes(20))  # far ahead: what lies 150 samples before it goes
+    assert cache.plan("s", 0, 190) == Plan(((0, 190),))
+    for other in "tuvw":  # over the bound: the least recent sessions go
+        cache.keep(other, 0, bytes(300))
+    assert cache.plan("s", 500, 510) == Plan(((500, 510),))
 
 
 def test_admission_is_a_function_of_announced_load() -> None:
@@ -246,7 +259,9 @@ async def test_a_session_through_redis_uploads_its_audio_once(
     # is written once.
     await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
     speech_s = conversation()
+    read_before = int((await engine.client.info("stats"))["total_net_output_bytes"])
     events = await replay(Session("r", engine), speech_s)
+    read = int((await engine.client.info("stats"))["total_net_output_bytes"]) - read_before
     assert sum(isinstance(s.envelope.event, Final) for s in events) >= 4
     requests = [r for batch in worker.decoder.calls for r in batch]
     assert any(r.context for r in requests)
@@ -255,6 +270,9 @@ async def test_a_session_through_redis_uploads_its_audio_once(
     sent = engine.counters.bytes_sent
     assert decoded > 3 * stream  # without sharing, this many samples would be written
     assert sent < 2 * stream + 1_024 * engine.counters.round_trips
+    # Read back: each sample about once too (the worker holds what it read), plus jobs,
+    # results and heartbeats.
+    assert read < 2 * stream + 2_048 * engine.counters.round_trips
 
 
 async def test_final_held_by_a_dead_consumer_is_claimed(

@@ -1,5 +1,5 @@
-"""Which samples of a session's audio Redis holds, and which a request uploads (gateway
-side, no I/O).
+"""Which samples of a session's audio Redis holds and a request uploads (gateway side),
+and which a worker must read (:class:`WindowCache`); no I/O.
 
 Audio is addressed by stream position: a request that says where its audio lies in the
 session's stream (``DecodeRequest.origin``) is placed there, and only the samples Redis
@@ -18,6 +18,7 @@ none are.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from webrtc_stt.cluster.codec import Pcm
@@ -126,42 +127,87 @@ def blocks(start: int, end: int, block: int) -> list[tuple[int, int, int]]:
     return pieces
 
 
-class WindowCache:
-    """A worker's copy of the last window it fetched per session (int16 bytes).
+@dataclass(frozen=True)
+class Plan:
+    """How a worker gets a job's samples: in order, parts it holds (int16 bytes) and
+    ranges [lo, hi) to read from Redis."""
 
-    A position always holds the same sample (see the module docstring), so a cached range
-    stays valid: the next window of the same session, which mostly extends
-    it, needs only its new samples from Redis. Bounded by ``max_bytes``; the least
-    recently used sessions go first.
+    parts: tuple[bytes | tuple[int, int], ...]
+
+    @property
+    def fetch(self) -> list[tuple[int, int]]:
+        """The ranges to read, in order."""
+        return [part for part in self.parts if isinstance(part, tuple)]
+
+    def assemble(self, fetched: Sequence[bytes]) -> bytes:
+        """The job's samples, given what was read for :attr:`fetch` (in order)."""
+        reads = iter(fetched)
+        return b"".join(part if isinstance(part, bytes) else next(reads) for part in self.parts)
+
+
+class WindowCache:
+    """A worker's copy of the recent audio it fetched per session (int16 bytes).
+
+    A position always holds the same sample (see the module docstring), so what is cached
+    stays valid: the next job of the same session, which mostly overlaps it (a longer
+    partial, a final over the same utterance, a later final over the earlier ones as
+    context), reads only the samples it lacks from Redis. A session keeps the windows it
+    read within ``max_span`` samples of its newest; ``max_bytes`` bounds them all, least
+    recently used sessions going first.
     """
 
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024, max_span: int = 60 * 16_000) -> None:
         self._max = max_bytes
+        self._max_span = max_span
         self._size = 0
-        self._windows: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._held: OrderedDict[str, list[tuple[int, bytes]]] = OrderedDict()
+        """Per session: sorted, disjoint, non-touching pieces (start, int16 bytes)."""
 
-    def split(self, session_key: str, start: int, end: int) -> tuple[bytes, int]:
-        """The cached head of [start, end) and the position from which to fetch the rest
-        (``end`` when the cache holds it all)."""
-        cached = self._windows.get(session_key)
-        if cached is None:
-            return b"", start
-        first, data = cached
-        last = first + len(data) // 2
-        if not first <= start < last:
-            return b"", start
-        upto = min(end, last)
-        return data[(start - first) * 2 : (upto - first) * 2], upto
+    def plan(self, session_key: str, start: int, end: int) -> Plan:
+        """What of [start, end) is held, and what to read."""
+        parts: list[bytes | tuple[int, int]] = []
+        cursor = start
+        for first, data in self._held.get(session_key, []):
+            last = first + len(data) // 2
+            if last <= cursor:
+                continue
+            if first >= end:
+                break
+            if first > cursor:
+                parts.append((cursor, first))
+            upto = min(last, end)
+            parts.append(data[(max(first, cursor) - first) * 2 : (upto - first) * 2])
+            cursor = upto
+        if cursor < end:
+            parts.append((cursor, end))
+        return Plan(tuple(parts))
 
     def keep(self, session_key: str, start: int, data: bytes) -> None:
-        """Remember a complete window."""
-        old = self._windows.pop(session_key, None)
-        if old is not None:
-            self._size -= len(old[1])
-        if len(data) > self._max:
+        """Remember a complete window, joined to the pieces it overlaps or touches."""
+        pieces = self._held.pop(session_key, [])
+        self._size -= sum(len(d) for _, d in pieces)
+        end = start + len(data) // 2
+        kept: list[tuple[int, bytes]] = []
+        for first, held in pieces:
+            last = first + len(held) // 2
+            if last < start or first > end:
+                kept.append((first, held))
+                continue
+            lo, hi = min(first, start), max(last, end)
+            joined = bytearray(2 * (hi - lo))
+            joined[(first - lo) * 2 : (last - lo) * 2] = held
+            joined[(start - lo) * 2 : (end - lo) * 2] = data
+            start, end, data = lo, hi, bytes(joined)
+        kept.append((start, data))
+        kept.sort(key=lambda piece: piece[0])
+        floor = max(first + len(d) // 2 for first, d in kept) - self._max_span
+        kept = [(max(first, floor), d[max(0, floor - first) * 2 :]) for first, d in kept
+                if first + len(d) // 2 > floor]
+        size = sum(len(d) for _, d in kept)
+        if size > self._max:
             return
-        self._windows[session_key] = (start, data)
-        self._size += len(data)
+        self._held[session_key] = kept
+        self._size += size
         while self._size > self._max:
-            _key, (_start, dropped) = self._windows.popitem(last=False)
-            self._size -= len(dropped)
+            _key, dropped = self._held.popitem(last=False)
+            self._size -= sum(len(d) for _, d in dropped)
