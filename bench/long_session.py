@@ -66,13 +66,14 @@ from bench.metrics import (
     words_of,
 )
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine, LocalEngine
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples, load_audio
 from webrtc_stt.config import SessionConfig
+from webrtc_stt.decoding.protocol import Engine
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.session import Session
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.testing import ScriptedDecoder
 
 CLIPS = ("LJ001-0001_0017_longform", "earnings22_4482311_3_62")

@@ -45,10 +45,10 @@ from bench.harness.server import ServerProcess, ServerStartError, free_port
 from signaling.config import ServerConfig
 from signaling.server import start_server
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.requests import DecodeRequest, DecodeResult
 from webrtc_stt.audio.resample import FrameResampler, Samples
 from webrtc_stt.config import IcePolicy
+from webrtc_stt.decoding.requests import DecodeRequest, DecodeResult
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import HubConfig
 from webrtc_stt.session import Session
 from webrtc_stt.vad import SileroModel, VadStream

@@ -36,14 +36,14 @@ from bench.harness.corpus import SETS, Clip, by_category, load_manifest, load_se
 from bench.harness.offline import ModelSpec, offline_transcripts
 from bench.harness.report import default_path, percent, table, write_json
 from bench.metrics import WerResult, corpus_wer
-from webrtc_stt.asr.backend import WhisperBackend
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import EngineConfig, SessionConfig, StreamingConfig, VadConfig
+from webrtc_stt.engine.backend import WhisperBackend
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Final
 from webrtc_stt.replay import replay
 from webrtc_stt.session import Session
+from webrtc_stt.streaming.transcriber import TextFilter
 
 BASELINE = "default"
 

@@ -31,13 +31,13 @@ import numpy.typing as npt
 from bench.harness.clock import CHUNK, DECODE_TIMEOUT_S, ObservedEngine, chunks, drive
 from bench.harness.corpus import Clip, load_set
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples, load_audio
 from webrtc_stt.config import SessionConfig
+from webrtc_stt.decoding.protocol import Engine
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.events import Event, Final, Partial, SpeechStart
 from webrtc_stt.session import Session
+from webrtc_stt.streaming.transcriber import TextFilter
 
 SECONDS = 60.0
 ROOM_UTTERANCES = ("jfk", "1089-134691-0000")

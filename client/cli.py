@@ -75,9 +75,9 @@ def _redis_flags(p: argparse.ArgumentParser) -> None:
 
 def _run_worker(args: argparse.Namespace) -> int:
     from signaling.logs import configure
-    from webrtc_stt.asr.models import ModelLoadError
     from webrtc_stt.cluster.config import RedisConfig
     from webrtc_stt.cluster.worker import serve_worker
+    from webrtc_stt.engine.models import ModelLoadError
     from webrtc_stt.integrity import IntegrityError
 
     resolved = _settings(args)
@@ -149,8 +149,7 @@ def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _run_serve(args: argparse.Namespace) -> int:
     from signaling.logs import configure
-    from signaling.server import serve
-    from webrtc_stt.asr.models import ModelLoadError
+    from signaling.serve import Starter, serve
     from webrtc_stt.integrity import IntegrityError
     from webrtc_stt.vad import VadModelError
 
@@ -159,16 +158,22 @@ def _run_serve(args: argparse.Namespace) -> int:
         return resolved
     config = resolved[0]
     configure(config.log_level, config.log_format)
-    try:
-        if getattr(args, "redis", None) is not None:
-            from signaling.gateway import gateway_starter
-            from webrtc_stt.cluster.config import RedisConfig
+    fatal: tuple[type[Exception], ...] = (IntegrityError, VadModelError)
+    start: Starter
+    if getattr(args, "redis", None) is not None:
+        # A gateway: its engine is Redis, so it never imports the model side.
+        from signaling.gateway import gateway_starter
+        from webrtc_stt.cluster.config import RedisConfig
 
-            asyncio.run(serve(config, gateway_starter(RedisConfig(url=args.redis,
-                                                                  prefix=args.redis_prefix))))
-        else:
-            asyncio.run(serve(config))
-    except (ModelLoadError, IntegrityError, VadModelError) as exc:
+        start = gateway_starter(RedisConfig(url=args.redis, prefix=args.redis_prefix))
+    else:
+        from signaling.server import start_server
+        from webrtc_stt.engine.models import ModelLoadError
+
+        start, fatal = start_server, (*fatal, ModelLoadError)
+    try:
+        asyncio.run(serve(config, start))
+    except fatal as exc:
         print(f"webrtc-stt: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import TextIO
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.backend import WhisperBackend
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.models import ModelLoadError
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.batch.decode import AudioRejected
 from webrtc_stt.batch.formats import ResponseFormat, render
 from webrtc_stt.batch.pipeline import FileOptions, FileTranscriber
 from webrtc_stt.config import EngineConfig
+from webrtc_stt.engine.backend import WhisperBackend
+from webrtc_stt.engine.local import LocalEngine
+from webrtc_stt.engine.models import ModelLoadError
 from webrtc_stt.errors import BadRequest
+from webrtc_stt.streaming.transcriber import TextFilter
 
 LOCAL_LIMITS = FileConfig(max_audio_s=24 * 3600.0)
 """A local file is the user's own: only the memory it takes bounds it (a day of audio)."""

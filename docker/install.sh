@@ -31,4 +31,4 @@ if [ -n "$model" ]; then
 fi
 # Fail the build, not the first start, on a broken install or a tampered model package.
 webrtc-stt config > /dev/null
-python3 -c 'from webrtc_stt.asr.models import resolve; from webrtc_stt.vad import default_model_path; resolve("tiny.en"); default_model_path()'
+python3 -c 'from webrtc_stt.engine.models import resolve; from webrtc_stt.vad import default_model_path; resolve("tiny.en"); default_model_path()'

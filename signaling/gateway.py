@@ -14,11 +14,11 @@ from signaling.config import ServerConfig
 from signaling.events import REMOTE_EVENTS
 from signaling.metrics import Metrics
 from signaling.quota import GuardedHub
-from signaling.server import Running, Starter
-from webrtc_stt.asr.transcriber import TextFilter
+from signaling.serve import Running, Starter
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.engine import RedisEngine
 from webrtc_stt.cluster.hub import ClusterHub
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.vad import SileroModel
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ async def start_gateway(config: ServerConfig, redis: RedisConfig,
 
 
 def gateway_starter(redis: RedisConfig) -> Starter:
-    """What :func:`signaling.server.serve` runs to serve as a gateway of ``redis``'s cluster
+    """What :func:`signaling.serve.serve` runs to serve as a gateway of ``redis``'s cluster
     (with the same signals and drain as ``serve``)."""
 
     async def start(config: ServerConfig) -> Running:

@@ -29,8 +29,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from webrtc_stt import SAMPLE_RATE, __version__
-from webrtc_stt.asr.requests import DecodeKind
 from webrtc_stt.config import EngineConfig
+from webrtc_stt.decoding.requests import DecodeKind
 from webrtc_stt.events import Envelope, Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.hub import SessionHub
 from webrtc_stt.session import Session

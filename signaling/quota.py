@@ -14,7 +14,7 @@ from typing import Any
 
 from signaling.caller import CALLER, Caller
 from signaling.config import Limits, is_loopback
-from webrtc_stt.asr.engine import Engine
+from webrtc_stt.decoding.protocol import Engine
 from webrtc_stt.errors import Forbidden, SessionNotFound, TooManySessions
 from webrtc_stt.events import Error
 from webrtc_stt.hub import HubConfig, SessionHub

@@ -1,28 +1,24 @@
-"""Start a server from a :class:`ServerConfig`: load the model, build the app, serve."""
+"""Start the all-in-one server from a :class:`ServerConfig`: load the model, build the app.
+
+:mod:`signaling.serve` runs it (or a cluster gateway) until a signal drains it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from aiohttp import web
 
 from signaling.app import create_app
 from signaling.config import ServerConfig
-from signaling.drain import drain
 from signaling.metrics import Metrics
 from signaling.quota import GuardedHub
-from webrtc_stt.asr.backend import WhisperBackend
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.transcriber import TextFilter
+from webrtc_stt.engine.backend import WhisperBackend
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import SessionHub
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.vad import SileroModel
-
-log = logging.getLogger(__name__)
 
 
 def build_engine(config: ServerConfig, metrics: Metrics | None = None) -> LocalEngine:
@@ -99,66 +95,3 @@ async def start_server(
     return RunningServer(
         runner, hub, engine if owned else None, f"http://{host}:{port}", metrics
     )
-
-
-class Running(Protocol):
-    """A started server of any kind (all-in-one, or a cluster gateway)."""
-
-    @property
-    def hub(self) -> SessionHub:
-        """The sessions it serves (the drain ends them)."""
-        ...
-
-    @property
-    def url(self) -> str:
-        """Where it listens."""
-        ...
-
-    async def stop(self) -> None:
-        """End every session and release the port."""
-        ...
-
-
-Starter = Callable[[ServerConfig], Awaitable[Running]]
-"""Starts a server from its config (:func:`start_server`, or a gateway's)."""
-
-
-async def serve(config: ServerConfig, start: Starter | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then drain (see :mod:`signaling.drain`) and stop.
-
-    ``start`` defaults to :func:`start_server`. A second signal during the drain stops at
-    once.
-    """
-    server = await (start or start_server)(config)
-    log.info("webrtc-stt serving model %s on %s/", config.engine.model, server.url,
-             extra={"event": "serving"})
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    draining: asyncio.Task[object] | None = None
-    forced = False
-
-    def on_signal() -> None:
-        nonlocal forced
-        if draining is not None:
-            forced = True
-            draining.cancel()
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal)
-    try:
-        await stop.wait()
-        draining = asyncio.create_task(drain(server.hub, config.drain_timeout_s))
-        try:
-            await draining
-        except asyncio.CancelledError:
-            if not forced:  # serve() itself was cancelled
-                raise
-            log.warning("second signal: stopping without waiting for the drain",
-                        extra={"event": "drain_aborted"})
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        if draining is not None and not draining.done():
-            draining.cancel()
-        await server.stop()

@@ -38,8 +38,6 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from signaling.keys import CONFIG, HUB
-from webrtc_stt.asr.requests import EngineClosed
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples
 from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.batch.decode import AudioRejected
@@ -60,7 +58,9 @@ from webrtc_stt.batch.pipeline import (
     join_text,
 )
 from webrtc_stt.batch.slots import JobSlots, TooManyJobs
+from webrtc_stt.decoding.requests import EngineClosed
 from webrtc_stt.errors import BadRequest
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.vad import SileroModel
 
 log = logging.getLogger(__name__)

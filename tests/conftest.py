@@ -12,8 +12,8 @@ import pytest
 
 from signaling.config import ServerConfig
 from signaling.server import RunningServer, build_engine, start_server
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.config import IcePolicy
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import HubConfig
 
 LOOPBACK = IcePolicy(host_addresses=("127.0.0.1",))

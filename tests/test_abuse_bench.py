@@ -15,7 +15,7 @@ from bench import abuse
 from signaling.config import Limits
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import HubConfig
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ from signaling.config import ServerConfig
 from tests.conftest import LOOPBACK, ServerThread
 from tests.fakes import ScriptedDecoder
 from webrtc_stt.admission import CapacityEstimator
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.errors import ServerFull
 from webrtc_stt.hub import HubConfig, SessionHub
 

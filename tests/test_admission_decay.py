@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from webrtc_stt.admission import CapacityEstimator
-from webrtc_stt.asr.engine import EngineLoad
-from webrtc_stt.asr.requests import DecodeRequest, DecodeResult
+from webrtc_stt.decoding.protocol import EngineLoad
+from webrtc_stt.decoding.requests import DecodeRequest, DecodeResult
 
 CAPACITY = 0.8
 

@@ -25,7 +25,7 @@ from signaling.quota import GuardedHub
 from signaling.tokens import TokenSigner
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 
 KEY_A = "key-a-0123456789"
 KEY_B = "key-b-0123456789"

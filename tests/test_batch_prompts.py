@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from tests.data import clip
-from webrtc_stt.asr.backend import WhisperBackend
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import EngineConfig
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest
+from webrtc_stt.engine.backend import WhisperBackend
 
 pytestmark = pytest.mark.model
 

@@ -16,7 +16,7 @@ from signaling.config import Limits
 from signaling.slots import SSE_SLOTS, Slots
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 
 PCM16 = "encoding=pcm16&sample_rate=16000"
 GOOD = "https://good.example"

@@ -21,7 +21,7 @@ from tests.chromium import ChromiumPage, chromium_path
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import as_wav, clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 
 pytestmark = pytest.mark.browser
 

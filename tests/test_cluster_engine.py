@@ -14,18 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from tests.redis_server import RedisServer, require_redis_server
-from webrtc_stt.asr.requests import (
-    DecodedWord,
-    DecodeKind,
-    DecodeRequest,
-    DecodeResult,
-    Priority,
-    Superseded,
-)
+from webrtc_stt import SAMPLE_RATE
+from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.cluster import codec
-from webrtc_stt.cluster.audio import SessionAudio, WindowCache, blocks
+from webrtc_stt.cluster.audio import Plan, SessionAudio, WindowCache, blocks
 from webrtc_stt.cluster.codec import Job, Result, WireError, WorkerBeat
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.engine import DecodeTimeout, RedisEngine
@@ -33,8 +28,18 @@ from webrtc_stt.cluster.redisio import Entry, entries
 from webrtc_stt.cluster.registry import admission
 from webrtc_stt.cluster.sessions import Ended, EndReason, SessionStore, StoredEvent
 from webrtc_stt.cluster.worker import Worker
+from webrtc_stt.decoding.requests import (
+    DecodedWord,
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    Priority,
+    Superseded,
+)
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.events import Final, Partial, Ready
+from webrtc_stt.replay import replay
+from webrtc_stt.session import Session
 
 FAST = RedisConfig(heartbeat_interval_s=0.1, heartbeat_ttl_s=0.5, claim_idle_s=0.5,
                    claim_interval_s=0.1, block_ms=100, final_timeout_s=10.0,
@@ -85,9 +90,16 @@ def speech(seconds: float, seed: int = 0) -> np.ndarray:
     return (rng.standard_normal(int(seconds * 16_000)) * 0.1).astype(np.float32)
 
 
-def request(kind: DecodeKind, audio: np.ndarray, key: str = "s1", prefix: str = ""
-            ) -> DecodeRequest:
-    return DecodeRequest(key, kind, audio, prefix=prefix, word_timestamps=True)
+def request(kind: DecodeKind, audio: np.ndarray, key: str = "s1", prefix: str = "",
+            origin: int | None = None) -> DecodeRequest:
+    return DecodeRequest(key, kind, audio, prefix=prefix, word_timestamps=True, origin=origin)
+
+
+def conversation(pause_s: float = 1.5) -> np.ndarray:
+    """Four utterances with pauses between, as a caller speaks them."""
+    pause = np.zeros(int(pause_s * SAMPLE_RATE), np.float32)
+    ids = ("1089-134686-0000", "1089-134691-0000", "1089-134691-0001", "jfk")
+    return np.concatenate([part for i in ids for part in (load_audio(clip(i).audio), pause)])
 
 
 async def until(predicate: object, timeout: float = 5.0) -> None:
@@ -119,50 +131,84 @@ def test_codec_round_trips_and_refuses_other_versions() -> None:
     assert np.allclose(back, [0.0, 0.5, -1.0, 1.0], atol=1e-4)
 
 
-def test_the_gateway_side_never_imports_the_model() -> None:
-    code = ("import sys, signaling.gateway, webrtc_stt.cluster.hub; "
-            "sys.exit(int(any(m in sys.modules for m in ('faster_whisper', 'ctranslate2'))))")
-    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+def test_the_gateway_side_never_imports_the_engine_side() -> None:
+    # The network line: a gateway runs webrtc_stt.streaming over a RedisEngine and shares
+    # only webrtc_stt.decoding with workers; webrtc_stt.engine (and the model) stay on them.
+    code = ("import sys, client.cli, signaling.gateway, signaling.serve, "
+            "webrtc_stt.cluster.hub, webrtc_stt.streaming.transcriber; "
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+            "('faster_whisper', 'ctranslate2') or m == 'webrtc_stt.engine' "
+            "or m.startswith(('webrtc_stt.engine.', 'webrtc_stt.cluster.worker'))))")
+    run = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True,
+                         text=True, check=True)
+    assert run.stdout.split() == []
 
 
 def test_every_request_field_crosses_the_wire() -> None:
     # A field added to DecodeRequest must be added to the Job too, or workers would drop it.
+    # The audio and where it lies (origin, retain_from) cross as the job's start and end.
     carried = {f.name for f in fields(Job)}
-    assert {f.name for f in fields(DecodeRequest)} - {"audio"} <= carried
+    addressing = {"audio", "origin", "retain_from"}
+    assert {f.name for f in fields(DecodeRequest)} - addressing <= carried
 
 
-def test_growing_windows_upload_each_sample_once() -> None:
-    stream = codec.pcm16_array(speech(6.0))
+def test_each_sample_of_a_session_is_uploaded_once() -> None:
+    stream = codec.pcm16_array(speech(30.0))
     audio = SessionAudio()
     uploaded = 0
     for upto in range(8_000, 48_001, 8_000):  # partials of one utterance
-        placed = audio.place(stream[:upto])
+        placed = audio.place(stream[:upto], origin=0)
         assert (placed.start, placed.end) == (0, upto)
-        uploaded += len(placed.upload)
-    final = audio.place(stream[:40_000])  # the final ends before the last partial did
-    assert (final.start, final.end, len(final.upload)) == (0, 40_000, 0)
+        uploaded += placed.uploaded
+    final = audio.place(stream[:40_000], origin=0)  # ends before the last partial did
+    assert (final.start, final.end, final.uploads) == (0, 40_000, ())
     assert uploaded == 48_000
-    second = audio.place(stream[50_000:60_000])  # the next utterance: appended whole
-    assert (second.start, len(second.upload)) == (48_000, 10_000)
-    assert audio.place(stream[50_000:70_000]).upload_at == 58_000
-    # A window that starts where no window did (it reaches back for acoustic context) is
-    # found inside what Redis holds: only its new end is uploaded.
-    context = audio.place(stream[55_000:75_000])
-    assert (context.start, context.upload_at, len(context.upload)) == (53_000, 68_000, 5_000)
+    second = audio.place(stream[80_000:100_000], origin=80_000)  # after a pause
+    assert [(u.at, len(u.pcm)) for u in second.uploads] == [(80_000, 20_000)]
+    # A final heard over the first utterance, the pause and its own audio: only the
+    # pause (never decoded before) and its new end are uploaded.
+    context = audio.place(stream[0:110_000], origin=0, retain_from=-100)
+    assert [(u.at, len(u.pcm)) for u in context.uploads] == [(48_000, 32_000),
+                                                              (100_000, 10_000)]
+    assert all(np.array_equal(u.pcm, stream[u.at : u.at + len(u.pcm)])
+               for u in context.uploads)
+    assert audio.place(stream[0:110_000], origin=0).uploads == ()
+    assert audio.retain_from == 0
+    audio.dropped_before(50_000)  # blocks deleted: what lay there is uploaded again
+    again = audio.place(stream[40_000:60_000], origin=40_000, retain_from=30_000)
+    assert [(u.at, len(u.pcm)) for u in again.uploads] == [(40_000, 10_000)]
+    assert audio.retain_from == 30_000
+    # Audio without a position stands alone: uploaded whole, past everything placed.
+    alone = SessionAudio()
+    assert alone.place(stream[:100], origin=None).uploaded == 100
+    assert (alone.place(stream[:100]).start, alone.end, alone.retain_from) == (100, 200, 100)
     assert blocks(5, 25, 10) == [(0, 5, 5), (1, 0, 10), (2, 0, 5)]
 
 
-def test_window_cache_serves_the_head_of_a_growing_window() -> None:
-    cache = WindowCache(max_bytes=1_000)
-    assert cache.split("s", 0, 100) == (b"", 0)
+def test_window_cache_serves_what_it_holds_of_a_window() -> None:
+    cache = WindowCache(max_bytes=1_000, max_span=150)
+    assert cache.plan("s", 0, 100) == Plan(((0, 100),))
     data = bytes(range(200))  # samples [10, 110)
     cache.keep("s", 10, data)
-    head, rest = cache.split("s", 10, 150)
-    assert (head, rest) == (data, 110)
-    assert cache.split("s", 20, 30) == (data[20:40], 30)
-    assert cache.split("s", 5, 30) == (b"", 5)  # starts before the cached window
-    cache.keep("t", 0, bytes(900))  # over the bound: the least recent session goes
-    assert cache.split("s", 10, 20) == (b"", 10)
+    assert cache.plan("s", 10, 150) == Plan((data, (110, 150)))  # a longer partial
+    assert cache.plan("s", 20, 30) == Plan((data[20:40],))
+    # The next utterance, after a pause, then a final over both as acoustic context: only
+    # the pause and the new end are read.
+    cache.keep("s", 130, bytes(20))
+    plan = cache.plan("s", 0, 150)
+    assert plan == Plan(((0, 10), data, (110, 130), bytes(20), (140, 150)))
+    assert plan.fetch == [(0, 10), (110, 130), (140, 150)]
+    whole = plan.assemble([b"a" * 20, b"b" * 40, b"c" * 20])
+    assert whole == b"a" * 20 + data + b"b" * 40 + bytes(20) + b"c" * 20
+    cache.keep("s", 0, whole)  # overlaps both: one piece [0, 150)
+    assert cache.plan("s", 0, 150) == Plan((whole,))
+    cache.keep("s", 150, bytes(80))  # touches: [0, 190), the newest 150 samples kept
+    assert cache.plan("s", 0, 190).fetch == [(0, 40)]
+    cache.keep("s", 500, bytes(20))  # far ahead: what lies 150 samples before it goes
+    assert cache.plan("s", 0, 190) == Plan(((0, 190),))
+    for other in "tuvw":  # over the bound: the least recent sessions go
+        cache.keep(other, 0, bytes(300))
+    assert cache.plan("s", 500, 510) == Plan(((500, 510),))
 
 
 def test_admission_is_a_function_of_announced_load() -> None:
@@ -192,10 +238,10 @@ async def test_remote_decode_matches_local_and_audio_lands_once(
     audio = speech(4.0)
     sent = 0
     for upto in (16_000, 32_000, 48_000):
-        result = await engine.decode(request(DecodeKind.PARTIAL, audio[:upto]))
+        result = await engine.decode(request(DecodeKind.PARTIAL, audio[:upto], origin=0))
         assert result.text == ScriptedDecoder.decode(
             request(DecodeKind.PARTIAL, audio[:upto])).text
-    final = await engine.decode(request(DecodeKind.FINAL, audio, prefix="w0 w1"))
+    final = await engine.decode(request(DecodeKind.FINAL, audio, prefix="w0 w1", origin=0))
     local = ScriptedDecoder.decode(request(DecodeKind.FINAL, audio, prefix="w0 w1"))
     assert final.text == local.text and final.words == local.words
     sent = engine.counters.bytes_sent
@@ -203,6 +249,30 @@ async def test_remote_decode_matches_local_and_audio_lands_once(
     assert 4 * 32_000 <= sent < 4 * 32_000 + 4 * 1_024
     assert engine.counters.round_trips == 4
     assert engine.load().final_audio_s == pytest.approx(4.0)
+
+
+async def test_a_session_through_redis_uploads_its_audio_once(
+    engine: RedisEngine, worker: RunningWorker
+) -> None:
+    # Partials, finals and finals over acoustic context (which reach back over earlier
+    # utterances and the pauses between, never decoded before) share their samples: each
+    # is written once.
+    await until(lambda: engine.admission(capacity=0.8, session_cost=None).admit)
+    speech_s = conversation()
+    read_before = int((await engine.client.info("stats"))["total_net_output_bytes"])
+    events = await replay(Session("r", engine), speech_s)
+    read = int((await engine.client.info("stats"))["total_net_output_bytes"]) - read_before
+    assert sum(isinstance(s.envelope.event, Final) for s in events) >= 4
+    requests = [r for batch in worker.decoder.calls for r in batch]
+    assert any(r.context for r in requests)
+    decoded = sum(len(r.audio) for r in requests)
+    stream = len(speech_s) + 16_000  # replay's silent tail
+    sent = engine.counters.bytes_sent
+    assert decoded > 3 * stream  # without sharing, this many samples would be written
+    assert sent < 2 * stream + 1_024 * engine.counters.round_trips
+    # Read back: each sample about once too (the worker holds what it read), plus jobs,
+    # results and heartbeats.
+    assert read < 2 * stream + 2_048 * engine.counters.round_trips
 
 
 async def test_final_held_by_a_dead_consumer_is_claimed(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webrtc_stt.asr.commit import LocalAgreement
+from webrtc_stt.streaming.commit import LocalAgreement
 
 
 def test_first_hypothesis_commits_nothing() -> None:
@@ -47,7 +47,7 @@ def test_disagreement_at_the_start_commits_nothing() -> None:
 
 
 def test_display_drops_the_edge_word_and_holds_unconfirmed_changes() -> None:
-    from webrtc_stt.asr.commit import Hypothesis, PartialDisplay
+    from webrtc_stt.streaming.commit import Hypothesis, PartialDisplay
 
     display = PartialDisplay()
     assert display.show(Hypothesis((), ("stuff",))) is None  # only the edge word

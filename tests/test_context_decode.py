@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from webrtc_stt.asr.backend import (
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.engine.backend import (
     _drop_context,
     _drop_unheard_repeat,
     context_misled,
     said_in_context,
 )
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.testing import WORD_SAMPLES, ScriptedDecoder
 
 

@@ -18,15 +18,15 @@ import pytest
 
 from tests.data import clip
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.backend import WhisperBackend, context_misled
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import EngineConfig, SessionConfig
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.engine.backend import WhisperBackend, context_misled
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Final, Partial
 from webrtc_stt.replay import replay
 from webrtc_stt.session import Session
+from webrtc_stt.streaming.transcriber import TextFilter
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

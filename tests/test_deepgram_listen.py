@@ -42,8 +42,8 @@ from client.ws_client import load_audio_at
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import SPEECH_DIR, as_wav, clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.g711 import encode_pcm16le
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import HubConfig
 
 MAX_WER = 0.15

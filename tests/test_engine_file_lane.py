@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.requests import (
+from webrtc_stt.decoding.requests import (
     DecodeKind,
     DecodeRequest,
     DecodeResult,
     EngineClosed,
     Priority,
 )
+from webrtc_stt.engine.local import LocalEngine
 
 
 def request(key: str, kind: DecodeKind, seconds: float = 1.0,

@@ -12,8 +12,6 @@ import pytest
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.requests import DecodedWord, DecodeResult, Priority
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.batch.formats import ResponseFormat, render, srt, vtt
@@ -27,6 +25,8 @@ from webrtc_stt.batch.pipeline import (
 )
 from webrtc_stt.batch.segment import Window, plan_windows
 from webrtc_stt.batch.slots import JobSlots, TooManyJobs
+from webrtc_stt.decoding.requests import DecodedWord, DecodeResult, Priority
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.errors import BadRequest
 from webrtc_stt.vad import CHUNK_SAMPLES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webrtc_stt.asr.filters import is_hallucination, trim_repetition
+from webrtc_stt.streaming.filters import is_hallucination, trim_repetition
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from signaling.config import Limits
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
 from webrtc_stt import safejson
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.errors import BadOffer, BadRequest
 from webrtc_stt.hub import HubConfig
 from webrtc_stt.ingest.webrtc.sdp import check_offer, prepare_offer

@@ -19,9 +19,9 @@ from signaling.settings import _range
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import IcePolicy
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.ingest.webrtc.ice import PolicyConnection, ice_policy, installed
 
 LOOPBACK = IcePolicy(host_addresses=("127.0.0.1",))

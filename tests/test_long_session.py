@@ -21,9 +21,9 @@ from bench.long_session import (
 )
 from tests.data import clip
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.transcriber import MAX_DECODE, PREROLL
 from webrtc_stt.config import SessionConfig, StreamingConfig, VadConfig
+from webrtc_stt.engine.local import LocalEngine
+from webrtc_stt.streaming.transcriber import MAX_DECODE, PREROLL
 from webrtc_stt.testing import ScriptedDecoder
 from webrtc_stt.vad import CHUNK_SAMPLES
 

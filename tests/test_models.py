@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.data import clip
-from webrtc_stt.asr import packaged
-from webrtc_stt.asr.models import ModelLoadError, load_whisper, resolve
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest
 from webrtc_stt.audio.resample import load_audio
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest
+from webrtc_stt.engine import packaged
+from webrtc_stt.engine.models import ModelLoadError, load_whisper, resolve
 
 
 def test_default_model_is_the_bundled_tiny_en() -> None:
@@ -54,8 +54,8 @@ def test_base_is_assembled_once_and_rebuilt_when_corrupt(tmp_path: Path) -> None
 @pytest.mark.model
 @pytest.mark.skipif(not packaged.base_available(), reason="base model packages not installed")
 def test_multilingual_base_detects_the_language() -> None:
-    from webrtc_stt.asr.backend import WhisperBackend
     from webrtc_stt.config import EngineConfig
+    from webrtc_stt.engine.backend import WhisperBackend
 
     backend = WhisperBackend(EngineConfig(model="base", language=None))
     assert backend.multilingual

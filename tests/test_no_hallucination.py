@@ -28,12 +28,12 @@ from bench.silence import (
 )
 from tests.conftest import TEST_CONFIG
 from tests.data import clip
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.filters import HALLUCINATIONS, is_hallucination, normalized
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples, load_audio
 from webrtc_stt.config import SessionConfig, VadConfig
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Final
+from webrtc_stt.streaming.filters import HALLUCINATIONS, is_hallucination, normalized
+from webrtc_stt.streaming.transcriber import TextFilter
 
 FILTER = TextFilter.from_engine(TEST_CONFIG.engine)
 

@@ -26,8 +26,8 @@ from bench.metrics import corpus_wer
 from client.ws_client import transcribe_ws
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import clip
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.batch.config import FileConfig
+from webrtc_stt.engine.local import LocalEngine
 
 pytestmark = pytest.mark.model
 

@@ -29,7 +29,7 @@ from tests.conftest import TEST_CONFIG
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from tests.test_cli import clean_env
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 
 DRAIN_TIMEOUT_S = 20.0
 START_TIMEOUT_S = 120.0

@@ -17,8 +17,8 @@ import pytest
 
 from tests.test_cli import QUICK_EXIT_S, clean_env
 from webrtc_stt import integrity
-from webrtc_stt.asr import packaged
-from webrtc_stt.asr.models import ModelLoadError, resolve
+from webrtc_stt.engine import packaged
+from webrtc_stt.engine.models import ModelLoadError, resolve
 from webrtc_stt.vad import default_model_path
 
 REPO = Path(__file__).resolve().parents[1]

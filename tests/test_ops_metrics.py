@@ -24,7 +24,7 @@ from signaling.server import RunningServer, start_server
 from tests.conftest import TEST_CONFIG
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Error, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.session import Session
 

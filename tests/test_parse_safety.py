@@ -14,7 +14,7 @@ import pytest
 from signaling.config import Limits
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.safejson import depth as json_depth
 
 JSON = {"Content-Type": "application/json"}

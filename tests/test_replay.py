@@ -11,9 +11,9 @@ import pytest
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import SessionConfig, VadConfig
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Final, Partial, Ready, SpeechEnd, SpeechStart
 from webrtc_stt.replay import Stamped, replay
 from webrtc_stt.session import Session
@@ -123,6 +123,30 @@ async def test_continuous_speech_splits_at_sentence_pauses() -> None:
     finals = [s.envelope.event for s in events if isinstance(s.envelope.event, Final)]
     assert len(finals) >= 4
     assert max(f.end - f.start for f in finals) < 20 * SAMPLE_RATE
+
+
+async def test_every_request_names_its_place_in_the_stream() -> None:
+    """The session tells the engine where each request's audio lies (a remote engine
+    stores shared samples once): the audio is exactly the stream's at ``origin``, and no
+    later request reaches before an earlier one's ``retain_from``."""
+    pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
+    ids = ("1089-134686-0000", "1089-134691-0000", "1089-134691-0001", "jfk")
+    speech = np.concatenate([part for i in ids for part in (load_audio(clip(i).audio), pause)])
+    decoder = ScriptedDecoder()
+    engine = LocalEngine(decoder)
+    try:
+        await replay(Session("r", engine), speech)
+    finally:
+        engine.close()
+    stream = np.concatenate([speech, np.zeros(16_000, np.float32)])
+    requests = [r for batch in decoder.calls for r in batch]
+    assert any(r.context for r in requests)  # finals heard earlier speech
+    floor = 0
+    for r in requests:
+        assert r.origin is not None and r.retain_from is not None
+        assert r.origin >= floor
+        assert np.array_equal(r.audio, stream[r.origin : r.origin + len(r.audio)])
+        floor = max(floor, r.retain_from)
 
 
 async def test_silence_produces_no_segment() -> None:

@@ -26,8 +26,8 @@ from signaling.config import AuthConfig
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.g711 import encode_pcm16le
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import HubConfig
 from webrtc_stt.ingest.ws.transport import RESUMED_ELSEWHERE, WsTransport
 

@@ -18,7 +18,7 @@ from client.ws_client import load_audio_at
 from tests.conftest import LOOPBACK, TEST_CONFIG, ServerThread
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.ingest.webrtc.ice import ice_policy
 
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from signaling.config import Limits
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import HubConfig
 
 OPENAPI = Path(os.environ.get(

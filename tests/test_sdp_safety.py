@@ -20,8 +20,8 @@ from bench.offers import BAD_OFFERS, REAL_OFFER, many_mlines
 from signaling.config import Limits
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.config import IcePolicy
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.errors import BadOffer, BadRequest
 from webrtc_stt.ingest.webrtc.ice import ice_policy
 from webrtc_stt.ingest.webrtc.sdp import prepare_offer

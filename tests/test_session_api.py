@@ -14,8 +14,6 @@ import pytest
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import (
     SessionConfig,
@@ -24,6 +22,8 @@ from webrtc_stt.config import (
     VadConfig,
     ms_to_samples,
 )
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.errors import BadRequest
 from webrtc_stt.events import Event, Final, Partial, SpeechEnd, SpeechStart
 from webrtc_stt.hub import HubConfig, SessionHub

@@ -13,8 +13,8 @@ import pytest
 
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.resample import load_audio
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Error, Event, Final, SpeechEnd
 from webrtc_stt.hub import SessionHub
 from webrtc_stt.speech_gate import MAX_BACKLOG_S

@@ -18,7 +18,7 @@ from signaling import events as events_module
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.errors import SessionNotFound
 from webrtc_stt.hub import HubConfig, SessionHub
 

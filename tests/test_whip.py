@@ -31,7 +31,7 @@ from signaling.config import ServerConfig
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.errors import BadRequest
 from webrtc_stt.hub import HubConfig
 from webrtc_stt.ingest.webrtc.ice import ice_policy

@@ -28,8 +28,8 @@ from signaling import ws as ws_module
 from tests.conftest import TEST_CONFIG, ServerThread
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
-from webrtc_stt.asr.engine import LocalEngine
 from webrtc_stt.audio.g711 import encode_pcm16le, encode_ulaw
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.hub import HubConfig
 
 MAX_WER = 0.15

@@ -30,11 +30,11 @@ from signaling.config import ServerConfig
 from tests.data import clip
 from tests.fakes import ScriptedDecoder
 from webrtc_stt import wire
-from webrtc_stt.asr.engine import LocalEngine
-from webrtc_stt.asr.requests import DecodeKind
 from webrtc_stt.audio.g711 import encode_pcm16le
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import SessionOptions
+from webrtc_stt.decoding.requests import DecodeKind
+from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Envelope, Error
 from webrtc_stt.hub import HubConfig, SessionHub
 from webrtc_stt.ingest.ws.framing import (

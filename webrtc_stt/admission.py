@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from webrtc_stt.asr.engine import Engine, EngineLoad
+from webrtc_stt.decoding.protocol import Engine, EngineLoad
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 
 from webrtc_stt import logcontext
 from webrtc_stt.admission import CapacityEstimator
-from webrtc_stt.asr.engine import Engine
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.config import SessionConfig, SessionOptions
+from webrtc_stt.decoding.protocol import Engine
 from webrtc_stt.errors import (
     BadRequest,
     ResumeConflict,
@@ -41,6 +40,7 @@ from webrtc_stt.errors import (
 from webrtc_stt.eventlog import EventLog
 from webrtc_stt.options import TurnSettings, resolve_options
 from webrtc_stt.session import MAX_PARTIAL_STRETCH, Continuation, Session
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 from webrtc_stt.vad import SileroModel
 from webrtc_stt.vad_worker import VadWorker

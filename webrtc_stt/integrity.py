@@ -18,7 +18,7 @@ from pathlib import Path
 SILERO_VAD_PACKAGE = "silero-vad==6.2.3"
 SILERO_VAD_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
 """sha256 of ``silero_vad/data/silero_vad.onnx`` in silero-vad 6.2.3 (the Whisper models'
-digests are in :mod:`webrtc_stt.asr.packaged`)."""
+digests are in :mod:`webrtc_stt.engine.packaged`)."""
 _CHUNK = 1 << 20
 _verified: set[tuple[str, int, int, str]] = set()
 _lock = threading.Lock()

@@ -17,25 +17,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine
-from webrtc_stt.asr.requests import DecodeResult, EngineClosed, Superseded
-from webrtc_stt.asr.transcriber import (
+from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
+from webrtc_stt.decoding.protocol import Engine
+from webrtc_stt.decoding.requests import DecodeRequest, DecodeResult, EngineClosed, Superseded
+from webrtc_stt.eventlog import EventLog
+from webrtc_stt.events import Envelope, Error, Event, Ready, shifted
+from webrtc_stt.options import TurnSettings, resolve_options
+from webrtc_stt.speech_gate import SpeechGate, inline_lanes
+from webrtc_stt.streaming.transcriber import (
     Job,
     JobKind,
     StreamingTranscriber,
     TextFilter,
     TurnOptions,
 )
-from webrtc_stt.config import SessionConfig, SessionOptions, ms_to_samples
-from webrtc_stt.eventlog import EventLog
-from webrtc_stt.events import Envelope, Error, Event, Ready, shifted
-from webrtc_stt.options import TurnSettings, resolve_options
-from webrtc_stt.speech_gate import SpeechGate, inline_lanes
 from webrtc_stt.vad import (
     FloatArray,
     SilenceStarted,
@@ -340,7 +340,7 @@ class Session:
             result = job.cached
             if result is None:
                 try:
-                    result = await self._engine.decode(job.request)
+                    result = await self._engine.decode(self._addressed(job))
                 except Superseded:
                     self._transcriber.abandon(job)
                     continue
@@ -353,6 +353,20 @@ class Session:
                         await asyncio.sleep(0.2)  # no hot loop against a failing engine
                         continue
             self._emit(self._transcriber.complete(job, result))
+
+    def _addressed(self, job: Job) -> DecodeRequest:
+        """The job's request with where its audio lies in the stream, so a remote engine
+        stores the samples that the session's requests share once.
+
+        A request's audio ends at ``job.upto``. The transcriber's later requests start at a
+        segment's start or, for a final, at most ``final_context_s`` before it, and no later
+        segment starts before this request does: none reaches back further than this
+        request's start less the context.
+        """
+        request = job.request
+        origin = job.upto - len(request.audio)
+        reach = int(self.config.streaming.final_context_s * SAMPLE_RATE)
+        return replace(request, origin=origin, retain_from=origin - reach)
 
     def _decode_failed(self, job: Job, exc: Exception) -> DecodeResult | None:
         """Report a failed decode; a final still completes with its committed text."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from webrtc_stt.asr.requests import DecodeKind
+from webrtc_stt.decoding.requests import DecodeKind
 
 if TYPE_CHECKING:
     from webrtc_stt.session import Session

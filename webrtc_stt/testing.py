@@ -1,6 +1,6 @@
 """A decoder that needs no model, for tests and benches of everything above it.
 
-It sits where the Whisper decoder sits, below :class:`~webrtc_stt.asr.engine.LocalEngine`,
+It sits where the Whisper decoder sits, below :class:`~webrtc_stt.engine.local.LocalEngine`,
 so the engine's batching, the transcriber, the VAD and the session all run for real.
 """
 
@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.decoding.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
 
 WORD_SAMPLES = int(0.4 * SAMPLE_RATE)
 """One scripted word per this much audio."""

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from webrtc_stt.asr.engine import Engine, EngineLoad
-from webrtc_stt.asr.requests import DecodeRequest, DecodeResult
+from webrtc_stt.decoding.protocol import Engine, EngineLoad
+from webrtc_stt.decoding.requests import DecodeRequest, DecodeResult
 from webrtc_stt.replay import CHUNK, chunks, drive
 
 __all__ = ["CHUNK", "DECODE_TIMEOUT_S", "ObservedEngine", "chunks", "drive"]

@@ -48,7 +48,7 @@ def offline_transcripts(
 ) -> dict[tuple[ModelSpec, Path], str]:
     """Transcribe each audio file offline with each model: faster-whisper's own long-form
     decoding of the whole clip, beam 5, without conditioning on previous text."""
-    from webrtc_stt.asr.models import load_whisper
+    from webrtc_stt.engine.models import load_whisper
 
     texts: dict[tuple[ModelSpec, Path], str] = {}
     for spec, paths in wanted.items():

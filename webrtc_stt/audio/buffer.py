@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from webrtc_stt.asr.requests import Audio
+from webrtc_stt.decoding.requests import Audio
 
 
 class AudioBuffer:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.languages import language_name
 from webrtc_stt.batch.pipeline import Transcript, TranscriptSegment, TranscriptWord
+from webrtc_stt.decoding.languages import language_name
 from webrtc_stt.errors import BadRequest
 
 

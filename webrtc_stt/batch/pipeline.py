@@ -2,7 +2,7 @@
 
 Every window is one ``FINAL`` decode (beam search) on the engine's background lane, so file
 work is batched and scheduled with live sessions without ever holding up a live final (see
-:mod:`webrtc_stt.asr.engine`). Windows decode in order, each prompted with the caller's
+:mod:`webrtc_stt.engine.local`). Windows decode in order, each prompted with the caller's
 prompt and the text before it, as Whisper decodes long audio; a window the text filter
 rejects (silence, a stock hallucination) contributes nothing and resets that context.
 """
@@ -16,16 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.engine import Engine
-from webrtc_stt.asr.languages import LANGUAGES
-from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult, Priority
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.audio.resample import Samples
 from webrtc_stt.batch.config import FileConfig
 from webrtc_stt.batch.decode import decode_audio
 from webrtc_stt.batch.segment import Window, plan_windows, speech_probabilities
 from webrtc_stt.config import VadConfig
+from webrtc_stt.decoding.languages import LANGUAGES
+from webrtc_stt.decoding.protocol import Engine
+from webrtc_stt.decoding.requests import (
+    DecodedWord,
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    Priority,
+)
 from webrtc_stt.errors import BadRequest
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.vad import SileroModel
 
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
@@ -160,6 +166,9 @@ class FileTranscriber:
                 language=language,
                 word_timestamps=options.word_timestamps,
                 priority=Priority.BACKGROUND,
+                # Windows come in order: none reads before this one's start.
+                origin=window.start,
+                retain_from=window.start,
             ))
             text = self._filter.keep(result, "").strip()
             if on_progress is not None:

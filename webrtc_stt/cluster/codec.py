@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from webrtc_stt.asr.requests import Audio, DecodedWord, DecodeKind, DecodeResult, Priority
+from webrtc_stt.decoding.requests import Audio, DecodedWord, DecodeKind, DecodeResult, Priority
 
 WIRE_VERSION = 1
 PCM_SCALE = 32767.0
@@ -28,8 +28,10 @@ class WireError(Exception):
 class Job:
     """A decode request that references audio in Redis instead of carrying it.
 
-    ``start``/``end`` are sample indices in the session's audio blocks (see
-    :meth:`~webrtc_stt.cluster.config.RedisConfig.audio_key`). ``deadline`` is Unix time
+    ``start``/``end`` are sample positions in the session's audio blocks (see
+    :meth:`~webrtc_stt.cluster.config.RedisConfig.audio_key`): its stream positions when
+    the request had an ``origin`` (see :mod:`webrtc_stt.cluster.audio`). A position always
+    holds the same sample, so jobs share what they overlap. ``deadline`` is Unix time
     after which nobody waits for the result, so a worker skips the job.
     """
 

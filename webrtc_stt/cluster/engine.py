@@ -1,18 +1,20 @@
 """:class:`RedisEngine`: the gateway's engine, decoding on whatever workers are live.
 
-A decode becomes a :class:`~webrtc_stt.cluster.codec.Job` on the job stream; the audio it
-needs is written once into the session's audio blocks (only the samples Redis lacks, see
-:mod:`webrtc_stt.cluster.audio`) in the same pipeline, so one decode costs one round trip
-to submit. A worker answers on this gateway's result stream, which one reader task follows
-and resolves the waiting futures from; a result whose job nobody waits for any more (a
-duplicate of a redelivered final, or one past its deadline) is dropped there.
+A decode becomes a :class:`~webrtc_stt.cluster.codec.Job` on the job stream that names a
+range of the session's audio blocks; the samples of that range Redis lacks are written in
+the same pipeline (each sample once, at its stream position, see
+:mod:`webrtc_stt.cluster.audio`), so one decode costs one round trip to submit. A worker
+answers on this gateway's result stream, which one reader task follows and resolves the
+waiting futures from; a result whose job nobody waits for any more (a duplicate of a
+redelivered final, or one past its deadline) is dropped there.
 
 Faults: every decode has a deadline (``final_timeout_s``, ``partial_timeout_s``). A partial
-past it is dropped as :class:`~webrtc_stt.asr.requests.Superseded` (the next one follows);
+past it is dropped as :class:`~webrtc_stt.decoding.requests.Superseded` (the next one follows);
 a final past it raises :class:`DecodeTimeout`, which the session reports as an ``error``
 event. While Redis is unreachable every loop retries with backoff; when it comes back as a
 fresh server (its ``run_id`` changed, so the jobs and audio it held are gone) every decode
-in flight is submitted again, its audio uploaded anew.
+in flight is submitted again, its audio uploaded anew (at the same positions: a position
+always holds the same sample).
 """
 
 from __future__ import annotations
@@ -28,15 +30,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from webrtc_stt.asr.engine import EngineLoad
-from webrtc_stt.asr.requests import (
-    DecodeKind,
-    DecodeRequest,
-    DecodeResult,
-    EngineClosed,
-    Priority,
-    Superseded,
-)
 from webrtc_stt.cluster import registry
 from webrtc_stt.cluster.audio import Placement, SessionAudio, blocks
 from webrtc_stt.cluster.codec import (
@@ -53,6 +46,15 @@ from webrtc_stt.cluster.codec import (
 )
 from webrtc_stt.cluster.config import RedisConfig
 from webrtc_stt.cluster.redisio import REDIS_DOWN, Backoff, connect, entries, stop_if_cancelled
+from webrtc_stt.decoding.protocol import EngineLoad
+from webrtc_stt.decoding.requests import (
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    EngineClosed,
+    Priority,
+    Superseded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ class _Counters:
 
 
 class RedisEngine:
-    """An :class:`~webrtc_stt.asr.engine.Engine` whose decodes run on remote workers.
+    """An :class:`~webrtc_stt.decoding.protocol.Engine` whose decodes run on remote workers.
 
     Call :meth:`start` on the event loop that will decode, and :meth:`close` at the end.
     """
@@ -285,12 +287,11 @@ class RedisEngine:
             self.counters.resubmitted += 1
 
     def _reset_audio(self, session_key: str) -> None:
-        """Forget what Redis holds of a session: later placements upload everything again,
-        at new positions (positions only grow, so no stale block is ever read as new)."""
-        old = self._audio.get(session_key)
-        if old is not None:
-            block = self.config.audio_block_samples
-            self._audio[session_key] = SessionAudio(origin=(old.end // block + 1) * block)
+        """Forget what Redis holds of a session: later placements upload what they need
+        again (a position always holds the same sample, so rewriting one is harmless)."""
+        audio = self._audio.get(session_key)
+        if audio is not None:
+            audio.dropped_before(audio.end)
             self._epochs[session_key] = self._epochs.get(session_key, 0) + 1
 
     async def _submit(self, job: _Pending) -> None:
@@ -299,20 +300,23 @@ class RedisEngine:
         audio = self._audio.setdefault(key, SessionAudio())
         epoch = self._epochs.setdefault(key, 0)
         if job.placement is None or job.epoch != epoch:
-            job.placement = audio.place(job.pcm)
+            job.placement = audio.place(job.pcm, request.origin, request.retain_from)
             job.epoch = epoch
         placement = job.placement
         config = self.config
         size = config.audio_block_samples
         pipe = self.client.pipeline(transaction=False)
         sent = 0
-        for index, offset, count in blocks(placement.upload_at,
-                                           placement.upload_at + len(placement.upload), size):
-            at = index * size + offset - placement.upload_at
-            data = placement.upload[at : at + count].astype("<i2").tobytes()
-            pipe.setrange(config.audio_key(key, index), offset * 2, data)
+        for upload in placement.uploads:
+            for index, offset, count in blocks(upload.at, upload.at + len(upload.pcm), size):
+                at = index * size + offset - upload.at
+                data = upload.pcm[at : at + count].astype("<i2").tobytes()
+                pipe.setrange(config.audio_key(key, index), offset * 2, data)
+                sent += len(data)
+                self._trimmed[key] = min(self._trimmed.get(key, index), index)
+        # Every block the job reads lives on while it waits (written now or long before).
+        for index, _offset, _count in blocks(placement.start, placement.end, size):
             pipe.expire(config.audio_key(key, index), config.audio_ttl_s)
-            sent += len(data)
         for stale in self._stale_blocks(key, audio):
             pipe.delete(config.audio_key(key, stale))
         if request.kind is DecodeKind.PARTIAL:
@@ -340,12 +344,14 @@ class RedisEngine:
         starts = [j.placement.start for j in self._pending.values()
                   if j.request.session_key == key and j.placement is not None
                   and j.epoch == self._epochs.get(key)]
-        floor = min([audio.floor, *starts])
-        below = floor // self.config.audio_block_samples
+        floor = min([audio.retain_from, *starts])
+        size = self.config.audio_block_samples
+        below = floor // size
         first = self._trimmed.get(key, 0)
         if below <= first:
             return []
         self._trimmed[key] = below
+        audio.dropped_before(below * size)
         return list(range(first, below))
 
     def _on_result(self, result: Result) -> None:

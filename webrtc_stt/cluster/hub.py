@@ -8,7 +8,6 @@ import logging
 import time
 from dataclasses import replace
 
-from webrtc_stt.asr.transcriber import TextFilter
 from webrtc_stt.cluster.codec import SessionMeta
 from webrtc_stt.cluster.engine import RedisEngine
 from webrtc_stt.cluster.redisio import REDIS_DOWN
@@ -26,6 +25,7 @@ from webrtc_stt.errors import (
 )
 from webrtc_stt.hub import HubConfig, SessionHub
 from webrtc_stt.session import Continuation, Session
+from webrtc_stt.streaming.transcriber import TextFilter
 from webrtc_stt.telemetry import Telemetry
 from webrtc_stt.vad import SileroModel
 

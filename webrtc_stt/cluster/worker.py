@@ -5,8 +5,8 @@ The loop is Redis Streams' own consumer-group pattern:
 * ``XREADGROUP`` up to the free in-flight slots, fetch every job's audio (and whether it
   is still wanted) in one pipeline, hand the jobs to a :class:`LocalEngine`, which batches
   them across sessions and gateways, then ``XADD`` the result to the job's gateway and
-  ``XACK`` in one pipeline. Only the audio that the last window of the same session this
-  worker saw does not cover is fetched (:class:`~webrtc_stt.cluster.audio.WindowCache`).
+  ``XACK`` in one pipeline. Only the audio around what this worker already holds of the
+  session is fetched (:class:`~webrtc_stt.cluster.audio.WindowCache`).
 * Partials are latest-wins: a partial whose session has asked for a newer one (the
   session's latest-partial key names another job) is answered ``superseded`` unseen.
 * Finals are at-least-once: an entry stays pending until acknowledged. A live worker
@@ -32,16 +32,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from webrtc_stt.asr.engine import BatchDecoder, LocalEngine
-from webrtc_stt.asr.requests import (
-    DecodeKind,
-    DecodeRequest,
-    DecodeResult,
-    EngineClosed,
-    Superseded,
-)
 from webrtc_stt.cluster import registry
-from webrtc_stt.cluster.audio import WindowCache, blocks
+from webrtc_stt.cluster.audio import Plan, WindowCache, blocks
 from webrtc_stt.cluster.codec import (
     Job,
     Result,
@@ -62,6 +54,14 @@ from webrtc_stt.cluster.redisio import (
     stop_if_cancelled,
 )
 from webrtc_stt.config import EngineConfig
+from webrtc_stt.decoding.requests import (
+    DecodeKind,
+    DecodeRequest,
+    DecodeResult,
+    EngineClosed,
+    Superseded,
+)
+from webrtc_stt.engine.local import BatchDecoder, LocalEngine
 
 log = logging.getLogger(__name__)
 
@@ -303,22 +303,26 @@ class Worker:
         if not jobs:
             return
         pipe = self.client.pipeline(transaction=False)
-        pieces: list[tuple[bytes, int]] = []
+        plans: list[tuple[Plan, list[int]]] = []
         for _entry_id, job in jobs:
             if job.kind is DecodeKind.PARTIAL:
                 pipe.get(config.latest_partial_key(job.session_key))
             else:
                 pipe.exists(config.done_key(job.job_id))
-            head, fetch_from = self._windows.split(job.session_key, job.start, job.end)
-            parts = blocks(fetch_from, job.end, config.audio_block_samples)
-            for index, offset, count in parts:
-                pipe.getrange(config.audio_key(job.session_key, index), offset * 2,
-                              (offset + count) * 2 - 1)
-            pieces.append((head, len(parts)))
+            plan = self._windows.plan(job.session_key, job.start, job.end)
+            counts = []
+            for lo, hi in plan.fetch:
+                parts = blocks(lo, hi, config.audio_block_samples)
+                for index, offset, count in parts:
+                    pipe.getrange(config.audio_key(job.session_key, index), offset * 2,
+                                  (offset + count) * 2 - 1)
+                counts.append(len(parts))
+            plans.append((plan, counts))
         replies = iter(await pipe.execute())
-        for (entry_id, job), (head, count) in zip(jobs, pieces, strict=True):
+        for (entry_id, job), (plan, counts) in zip(jobs, plans, strict=True):
             wanted = next(replies)
-            data = head + b"".join(as_bytes(next(replies)) or b"" for _ in range(count))
+            data = plan.assemble([b"".join(as_bytes(next(replies)) or b"" for _ in range(n))
+                                  for n in counts])
             if len(data) == 2 * (job.end - job.start):
                 self._windows.keep(job.session_key, job.start, data)
             if job.kind is DecodeKind.PARTIAL and wanted != job.job_id.encode():
@@ -395,7 +399,7 @@ class Worker:
 async def serve_worker(config: RedisConfig, engine: EngineConfig, *,
                        allow_download: bool = False, worker_id: str | None = None) -> None:
     """Load the model, then serve jobs until cancelled (Redis need not be up yet)."""
-    from webrtc_stt.asr.backend import WhisperBackend
+    from webrtc_stt.engine.backend import WhisperBackend
 
     backend = await asyncio.to_thread(WhisperBackend, engine, allow_download=allow_download)
     worker = Worker(config, backend, device=engine.device, max_batch=engine.max_batch,

@@ -1,7 +1,7 @@
 """Finding and loading Whisper models without surprises.
 
 The default ``tiny.en`` and the multilingual ``base`` come from Python packages (see
-:mod:`webrtc_stt.asr.packaged`) so a fresh install works offline. Any other faster-whisper
+:mod:`webrtc_stt.engine.packaged`) so a fresh install works offline. Any other faster-whisper
 model name is looked up in the local Hugging Face cache first; a download is tried only
 when allowed, with short timeouts, and every failure becomes one :class:`ModelLoadError`
 with a message a person can act on.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from webrtc_stt.asr import packaged
+from webrtc_stt.engine import packaged
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.filters import normalized, trim_repetition
-from webrtc_stt.asr.models import load_whisper
-from webrtc_stt.asr.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.config import EngineConfig
+from webrtc_stt.decoding.requests import DecodedWord, DecodeKind, DecodeRequest, DecodeResult
+from webrtc_stt.engine.models import load_whisper
+from webrtc_stt.streaming.filters import normalized, trim_repetition
 
 FRAMES_PER_SECOND = 100  # mel frames
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND

@@ -52,6 +52,13 @@ class DecodeRequest:
     """Asked under load: the engine may trade a little accuracy for speed (a shorter
     encoder window for partials, greedy search for finals)."""
     priority: Priority = Priority.LIVE
+    origin: int | None = None
+    """Stream position (sample index) of ``audio[0]`` in the session's audio, when the
+    caller addresses its audio: overlapping requests of a session then share samples, which
+    a remote engine stores once. ``None``: the audio stands alone."""
+    retain_from: int | None = None
+    """No later request of the session reads audio before this stream position: a remote
+    engine may let go of what lies before it. ``None``: no promise."""
 
     @property
     def seconds(self) -> float:

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from webrtc_stt import SAMPLE_RATE
-from webrtc_stt.asr.commit import LocalAgreement, PartialDisplay
-from webrtc_stt.asr.filters import is_hallucination
-from webrtc_stt.asr.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.audio.buffer import AudioBuffer
 from webrtc_stt.config import EngineConfig, StreamingConfig, ms_to_samples
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.events import Event, Final, Partial, SpeechEnd, SpeechStart, Word
+from webrtc_stt.streaming.commit import LocalAgreement, PartialDisplay
+from webrtc_stt.streaming.filters import is_hallucination
 
 # Audio kept before the current position while idle, so a segment start moved earlier by
 # the VAD's padding still finds its samples.

@@ -1,7 +1,7 @@
 """The engine: one model per process, decode work of all sessions scheduled on one thread.
 
-Sessions talk to an :class:`Engine` (a Protocol) so the local engine here and a distributed
-one are interchangeable. :class:`LocalEngine` keeps three queues:
+Sessions talk to an :class:`~webrtc_stt.decoding.protocol.Engine` (a Protocol) so the local
+engine here and a distributed one are interchangeable. :class:`LocalEngine` keeps three queues:
 
 * live finals, first come first served, never dropped;
 * live partials, at most one per session: a newer partial replaces the waiting one, whose
@@ -40,7 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from webrtc_stt.asr.requests import (
+from webrtc_stt.decoding.protocol import EngineLoad
+from webrtc_stt.decoding.requests import (
     DecodeKind,
     DecodeRequest,
     DecodeResult,
@@ -53,32 +54,6 @@ from webrtc_stt.telemetry import NO_TELEMETRY, Telemetry
 log = logging.getLogger(__name__)
 
 
-class Engine(Protocol):
-    """What a session needs from an engine."""
-
-    @property
-    def model_name(self) -> str:
-        """Name of the model that produces finals."""
-        ...
-
-    @property
-    def multilingual(self) -> bool:
-        """Whether the model can transcribe and detect languages other than English."""
-        ...
-
-    async def decode(self, request: DecodeRequest) -> DecodeResult:
-        """Decode one request; raises Superseded for a replaced partial."""
-        ...
-
-    def load(self) -> EngineLoad:
-        """How busy the engine is, for partial cadence and admission control."""
-        ...
-
-    def forget(self, session_key: str) -> None:
-        """Drop waiting partial work of a session that has ended."""
-        ...
-
-
 class BatchDecoder(Protocol):
     """The synchronous model side: decodes a batch of one kind, in order."""
 
@@ -89,35 +64,6 @@ class BatchDecoder(Protocol):
     def multilingual(self) -> bool: ...
 
     def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]: ...
-
-
-@dataclass(frozen=True)
-class EngineLoad:
-    """A snapshot of the engine's work."""
-
-    waiting_finals: int
-    waiting_partials: int
-    busy_fraction: float
-    """Share of recent wall time the worker spent decoding (0..1)."""
-    realtime_factor: float
-    """Recent compute seconds per second of audio decoded in finals (lower is better)."""
-    dropped_partials: int
-    decoded: int
-    # Counters since start, for rates over a window (admission control):
-    final_compute_s: float = 0.0
-    """Worker seconds spent decoding finals."""
-    final_audio_s: float = 0.0
-    """Audio seconds decoded in finals."""
-    partial_compute_s: float = 0.0
-    """Worker seconds spent decoding partials."""
-    partials_decoded: int = 0
-    """Partial requests decoded."""
-    waiting_files: int = 0
-    """Background (file transcription) requests waiting."""
-    file_compute_s: float = 0.0
-    """Worker seconds spent on background requests."""
-    file_audio_s: float = 0.0
-    """Audio seconds decoded in background requests."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from webrtc_stt.asr.filters import normalized
+from webrtc_stt.streaming.filters import normalized
 
 
 @dataclass(frozen=True)
