@@ -191,7 +191,7 @@ async def stream_peer(
             pc.addTransceiver(track, direction="sendonly")
         path.prepare(pc, leg)
         prefer_codec(pc, codec)
-        watch = asyncio.create_task(_watch(pc, leg))
+        watch = asyncio.create_task(_watch(pc, leg, silence=options.reconnect > 0))
         try:
             await pc.setLocalDescription(await pc.createOffer())
             try:
@@ -263,8 +263,9 @@ async def _first(*events: asyncio.Event, timeout: float) -> None:
             wait.cancel()
 
 
-async def _watch(pc: RTCPeerConnection, leg: Leg) -> None:
-    """Lose the leg when its peer fails, closes unasked, or stops hearing from the server."""
+async def _watch(pc: RTCPeerConnection, leg: Leg, *, silence: bool) -> None:
+    """Lose the leg when its peer fails, closes unasked, or (``silence``: only when it can
+    be resumed) stops hearing from the server."""
 
     @pc.on("connectionstatechange")
     def on_state() -> None:
@@ -280,6 +281,8 @@ async def _watch(pc: RTCPeerConnection, leg: Leg) -> None:
             leg.lose("no connection")
             return
         await asyncio.sleep(WATCH_INTERVAL_S)
+    if not silence:
+        return
     heard = loop.time()
     last_report: datetime.datetime | None = None
     senders = [t.sender for t in pc.getTransceivers() if t.kind == "audio"]
