@@ -5,7 +5,8 @@
 ``Location`` and the ETag, follows the session's events over SSE (the URL the server gives in
 its ``Link`` header with rel :data:`EVENTS_REL`), and ``DELETE``s the session URL when the
 file has been played. With ``trickle=True`` the offer goes out without candidates and they
-follow in a ``PATCH`` (``application/trickle-ice-sdpfrag``) with ``If-Match``.
+follow in a ``PATCH`` (``application/trickle-ice-sdpfrag``) with ``If-Match``. A lost peer
+connection is resumed on a new one with ``?session_id=&last_seq=`` (:mod:`client.peer_stream`).
 """
 
 from __future__ import annotations
@@ -13,27 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from client.transcribe import (
-    FileTrack,
-    Received,
-    ServerError,
-    Transcript,
-    loopback_policy,
-    prefer_codec,
-)
+from client.peer_stream import Leg, PeerOptions, ResumePoint, stream_peer
+from client.results import PeerTranscript, Received, ServerError
 from webrtc_stt.audio.resample import load_audio
-from webrtc_stt.config import IcePolicy
-from webrtc_stt.ingest.webrtc.ice import ice_policy
 
 EVENTS_REL = "urn:ietf:params:whip:ext:webrtc-stt:events"
 SDP = "application/sdp"
@@ -231,8 +223,8 @@ async def _parse_sse(stream: aiohttp.StreamReader) -> AsyncIterator[SseMessage]:
 
 
 @dataclass
-class WhipTranscript(Transcript):
-    """A :class:`Transcript` plus what the WHIP exchange returned."""
+class WhipTranscript(PeerTranscript):
+    """A :class:`PeerTranscript` plus what the WHIP exchange returned (its last leg's)."""
 
     session: WhipSession | None = None
     delete_status: int | None = None
@@ -253,65 +245,97 @@ async def whip_transcribe(
     on_event: Callable[[Received], None] | None = None,
     ice_hosts: tuple[str, ...] | None = None,
     timeout: float = 60.0,
+    reconnect: int = 3,
+    fallback_urls: Sequence[str] = (),
+    on_peer: Callable[[RTCPeerConnection], None] | None = None,
 ) -> WhipTranscript:
-    """Stream audio to a WHIP endpoint and collect the session's events from SSE."""
+    """Stream audio to a WHIP endpoint and collect the session's events from SSE.
+
+    A lost peer connection (or event stream) is resumed as :func:`client.transcribe.transcribe`
+    does: ``POST`` to ``endpoint``, then the WHIP endpoints of ``fallback_urls`` in turn,
+    with ``?session_id=&last_seq=``, the events followed again from ``Last-Event-ID``.
+    """
     samples = audio if isinstance(audio, np.ndarray) else load_audio(audio)
-    policy = IcePolicy(host_addresses=ice_hosts) if ice_hosts is not None else loopback_policy(
-        endpoint
-    )
     result = WhipTranscript(audio_seconds=len(samples) / 16_000)
-    track = FileTrack(samples, speed=speed, tail_s=tail_s)
-    # aiortc builds its ICE agents here; they keep the policy after the block.
-    with ice_policy(policy):
-        pc = RTCPeerConnection()
-        pc.addTransceiver(track, direction="sendonly")
-        if data_channel:
-            pc.createDataChannel("transcripts")
-    prefer_codec(pc, {"opus": "opus", "pcmu": "PCMU", "pcma": "PCMA"}[codec.lower()])
-    try:
-        await pc.setLocalDescription(await pc.createOffer())
-        offer = pc.localDescription.sdp
-        fragment = None
-        if trickle:
-            offer, fragment = split_candidates(offer)
-        async with aiohttp.ClientSession() as http:
-            session = await whip_post(http, endpoint, offer, token=token)
-            result.session = session
-            result.session_id = session.url.rstrip("/").rsplit("/", 1)[-1]
-            await pc.setRemoteDescription(RTCSessionDescription(session.answer, "answer"))
-            if fragment is not None:
-                result.patch_status = await whip_patch(http, session, fragment, token=token)
-            reader = asyncio.create_task(_collect(http, session, result, on_event))
-            try:
-                budget = result.audio_seconds / speed + tail_s + timeout
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(track.finished.wait(), budget)
-                result.audio_started_at = track.started_at
-                result.audio_ended_at = track.ended_at
-                result.delete_status = await whip_delete(http, session, token=token)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(reader), timeout)
-            finally:
-                reader.cancel()
-    finally:
-        await pc.close()
+    options = PeerOptions(codec=codec, speed=speed, tail_s=tail_s, timeout=timeout,
+                          ice_hosts=ice_hosts, reconnect=reconnect,
+                          fallback_urls=tuple(fallback_urls))
+    async with aiohttp.ClientSession() as http:
+        await stream_peer(
+            samples, endpoint, lambda: _Whip(result, token, trickle, data_channel), result,
+            options=options, http=http, on_event=on_event, on_peer=on_peer,
+        )
     return result
 
 
-async def _collect(
-    http: aiohttp.ClientSession,
-    session: WhipSession,
-    result: WhipTranscript,
-    on_event: Callable[[Received], None] | None,
-) -> None:
-    if session.events_url is None:
-        return
-    async for message in follow_events(http, session.events_url):
-        if message.event != "message":
-            continue
-        received = Received(json.loads(message.data), time.monotonic())
-        if message.id is not None:
-            result.sse_ids.append(int(message.id))
-        result.events.append(received)
-        if on_event is not None:
-            on_event(received)
+def resume_url(endpoint: str, resume: ResumePoint) -> str:
+    """The WHIP endpoint with the resume parameters added to its query."""
+    parts = urlsplit(endpoint)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("session_id", "last_seq")]
+    query += [("session_id", resume.session_id), ("last_seq", str(resume.last_seq))]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class _Whip:
+    """WHIP: events over SSE (the session's ``Link``), ``DELETE`` of the session URL to end."""
+
+    def __init__(self, result: WhipTranscript, token: str | None, trickle: bool,
+                 data_channel: bool) -> None:
+        self.result = result
+        self.token = token
+        self.trickle = trickle
+        self.data_channel = data_channel
+        self.session: WhipSession | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+    def prepare(self, pc: RTCPeerConnection, leg: Leg) -> None:
+        if self.data_channel:
+            pc.createDataChannel("transcripts")
+
+    async def offer(self, http: aiohttp.ClientSession, pc: RTCPeerConnection, url: str,
+                    resume: ResumePoint | None, leg: Leg) -> str:
+        offer = pc.localDescription.sdp
+        fragment = None
+        if self.trickle:
+            offer, fragment = split_candidates(offer)
+        target = url if resume is None else resume_url(url, resume)
+        session = self.session = await whip_post(http, target, offer, token=self.token)
+        self.result.session = session
+        await pc.setRemoteDescription(RTCSessionDescription(session.answer, "answer"))
+        if fragment is not None:
+            self.result.patch_status = await whip_patch(http, session, fragment,
+                                                        token=self.token)
+        after = resume.last_seq if resume is not None else 0
+        self.reader = asyncio.create_task(self._follow(http, session, leg, after))
+        return session.url.rstrip("/").rsplit("/", 1)[-1]
+
+    async def _follow(self, http: aiohttp.ClientSession, session: WhipSession, leg: Leg,
+                      after: int) -> None:
+        if session.events_url is None:
+            return
+        async for message in follow_events(http, session.events_url, last_event_id=after):
+            if message.event == "end":
+                leg.end()
+                return
+            if message.event != "message":
+                continue
+            if message.id is not None and message.id.isdecimal():
+                self.result.sse_ids.append(int(message.id))
+            leg.deliver(json.loads(message.data))
+        leg.lose("the event stream dropped")
+
+    async def hang_up(self, http: aiohttp.ClientSession, leg: Leg) -> None:
+        assert self.session is not None
+        try:
+            self.result.delete_status = await whip_delete(http, self.session, token=self.token)
+        except (aiohttp.ClientError, OSError):
+            leg.lose("the DELETE failed")
+            return
+        if self.session.events_url is None:
+            leg.end()
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader

@@ -25,6 +25,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from client.reconnect import Attempts, SeqTracker, retryable
 from client.transcribe import Received, ServerError, Transcript, auth_headers
 from webrtc_stt.audio.g711 import encode_alaw, encode_pcm16le, encode_ulaw
 
@@ -204,10 +205,6 @@ class _Framer:
         return json.dumps({"type": "stop"})
 
 
-RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
-"""Pauses before successive reconnection attempts (the last one repeats)."""
-
-
 async def transcribe_ws(
     audio: Path | str | Samples,
     url: str,
@@ -247,52 +244,42 @@ async def transcribe_ws(
     framer = _Framer(encoding, rate, language, announce)
     result = WsTranscript(audio_seconds=len(speech) / rate)
     stream = _Stream(framer, samples, len(speech), speed, result, on_event, mark)
-    urls = [url, *fallback_urls]
-    failures = 0
+    attempts = Attempts(url, fallback_urls, reconnect)
 
     async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
         while True:
             query = framer.query()
-            if stream.last_seq:
-                query |= {"session_id": result.session_id, "last_seq": str(stream.last_seq)}
-            target = urls[failures % len(urls)] if stream.last_seq else url
+            resuming = stream.seqs.last_seq > 0
+            if resuming:
+                query |= {"session_id": result.session_id,
+                          "last_seq": str(stream.seqs.last_seq)}
+            target = attempts.target() if resuming else url
             try:
                 ws = await http.ws_connect(ws_url(target, query), max_msg_size=0)
             except aiohttp.WSServerHandshakeError as exc:
-                if not stream.last_seq:
+                if not resuming:
                     raise ServerError(exc.status, "handshake", exc.message) from None
-                # 409 (running elsewhere, being resumed) and 503 may pass; others will not.
-                if exc.status not in (409, 503) or failures >= reconnect:
+                if not retryable(exc.status) or not await attempts.retry():
                     result.close_reason = f"resume refused: {exc.status} {exc.message}"
                     break
-                failures += 1
-                await _pause(failures)
                 continue
             except (aiohttp.ClientError, OSError) as exc:
-                if not stream.last_seq:
+                if not resuming:
                     raise
-                if failures >= reconnect:
+                if not await attempts.retry():
                     result.close_reason = f"reconnect failed: {exc}"
                     break
-                failures += 1
-                await _pause(failures)
                 continue
-            if stream.last_seq:
+            if resuming:
                 result.resumes += 1
             lost = await stream.run(ws, timeout)
-            if not lost or not stream.last_seq or failures >= reconnect:
+            if not lost or not stream.seqs.last_seq:
                 break
-            if stream.progressed:
-                failures = 0
-            failures += 1
-            await _pause(failures)
+            if not await attempts.retry(progressed=stream.progressed):
+                break
     if result.events and not result.session_id:
         result.session_id = str(result.events[0].data.get("session_id", ""))
     return result
-
-
-async def _pause(failures: int) -> None:
-    await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S)) - 1])
 
 
 class _Stream:
@@ -310,7 +297,7 @@ class _Stream:
         self.mark = mark
         self.position = 0
         """Next sample to send."""
-        self.last_seq = 0
+        self.seqs = SeqTracker()
         self.progressed = False
         """The last connection brought events or took audio (a flapping one does not)."""
 
@@ -366,12 +353,9 @@ class _Stream:
             message = await ws.receive()
             if message.type is aiohttp.WSMsgType.TEXT:
                 data = json.loads(message.data)
-                seq = data.get("seq")
-                if isinstance(seq, int) and seq > 0:
-                    if seq <= self.last_seq:
-                        continue  # never expected: the server resumes after last_seq
-                    self.last_seq = seq
-                    result.session_id = result.session_id or str(data.get("session_id", ""))
+                if not self.seqs.accept(data):
+                    continue
+                result.session_id = result.session_id or self.seqs.session_id
                 received = Received(data, time.monotonic())
                 result.events.append(received)
                 self.progressed = True

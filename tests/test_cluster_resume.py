@@ -14,12 +14,14 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
 
-from client.transcribe import Received
+from client.results import PeerTranscript
+from client.transcribe import Received, transcribe
+from client.whip_client import whip_transcribe
 from client.ws_client import WsTranscript, transcribe_ws
 from tests.cluster_procs import Gateway, WorkerProc
 from tests.data import clip
@@ -149,6 +151,54 @@ async def read_sse(url: str, session_id: str) -> list[dict[str, Any]]:
             elif not line:
                 kind = ""
     return out
+
+
+@pytest.mark.parametrize("path", ["offer", "whip"])
+def test_gateway_killed_its_webrtc_client_resumes_on_another(
+    cluster: Cluster, path: Literal["offer", "whip"]
+) -> None:
+    """A dead gateway says nothing over UDP: the JSON-offer client notices the silence of
+    RTCP, the WHIP client its event stream's reset; both resume on the fallback gateway."""
+    doomed = cluster.gateway(f"killed-{path}")
+    opened = threading.Event()
+
+    def on_event(event: Received) -> None:
+        opened.set()
+
+    def stream() -> PeerTranscript:
+        if path == "offer":
+            return asyncio.run(transcribe(
+                JFK.audio, doomed.url, fallback_urls=[cluster.survivor.url], reconnect=10,
+                tail_s=1.5, on_event=on_event, timeout=40,
+            ))
+        return asyncio.run(whip_transcribe(
+            JFK.audio, f"{doomed.url}/v1/whip",
+            fallback_urls=[f"{cluster.survivor.url}/v1/whip"], reconnect=10,
+            tail_s=1.5, on_event=on_event, timeout=40,
+        ))
+
+    async def run() -> PeerTranscript:
+        streaming = asyncio.create_task(asyncio.to_thread(stream))
+        assert await asyncio.to_thread(opened.wait, 30)
+        await asyncio.sleep(4.0)  # mid-speech
+        doomed.kill()
+        return await asyncio.wait_for(streaming, 90)
+
+    transcript = asyncio.run(run())
+    assert transcript.resumes >= 1, (transcript.close_reason, cluster.logs())
+    assert transcript.close_reason == "", (transcript.close_reason, cluster.logs())
+    events = [e.data for e in transcript.events]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), events
+    assert {e["session_id"] for e in events} == {transcript.session_id}
+    assert [e["type"] for e in events].count("ready") == 1
+    # The survivor transcribed the speech after the resume into the same session (the
+    # audio played while the client had not yet noticed the death is lost).
+    text = words(transcript.text)
+    assert "fellow americans" in text and text.endswith("country"), (text, cluster.logs())
+    segments = [e["segment_id"] for e in events if e["type"] == "speech_start"]
+    assert segments == sorted(set(segments)), segments
+    replay = asyncio.run(read_sse(cluster.survivor.url, transcript.session_id))
+    assert replay == events
 
 
 def test_resume_of_an_unknown_session_on_a_gateway_is_404(cluster: Cluster) -> None:
