@@ -144,7 +144,7 @@ async def stream_one(index: int, url: str, samples: Samples, reference: str,
     await asyncio.sleep(delay_s)
     seconds = len(samples) / SAMPLE_RATE
     try:
-        transcript = await transcribe(samples, url, tail_s=TAIL_S)
+        transcript = await transcribe(samples, url, tail_s=TAIL_S, reconnect=0)
     except ServerError as exc:
         outcome = "refused" if exc.status == 503 else "error"
         return StreamResult(index, outcome, str(exc), reference, "", seconds, 0.0, 0.0, (), (), 0)
@@ -164,7 +164,8 @@ async def run_clients(url: str, samples: Samples, reference: str, *, clients: in
     ``clients`` streams at once."""
     if warmup_s > 0:
         # A fresh server's first decodes page in the model; that is not steady state.
-        await transcribe(samples[: int(warmup_s * SAMPLE_RATE)], url, tail_s=TAIL_S)
+        await transcribe(samples[: int(warmup_s * SAMPLE_RATE)], url, tail_s=TAIL_S,
+                         reconnect=0)
     idle_from = time.monotonic()
     await asyncio.sleep(idle_s)
     idle_to = time.monotonic()
