@@ -106,7 +106,7 @@ def footprint(server: ServerProcess, process: psutil.Process) -> Footprint:
 async def live_stream(url: str, samples: Samples) -> tuple[float | None, str]:
     """Stream ``samples`` in real time; the p95 of its final latencies in ms, and how it went."""
     try:
-        transcript = await transcribe_ws(samples, url, timeout=LIVE_S + 60)
+        transcript = await transcribe_ws(samples, url, timeout=LIVE_S + 60, reconnect=0)
     except Exception as exc:  # the bench reports it; one failure must not stop the others
         return None, f"error: {exc!r}"[:200]
     finals, _ = latencies(transcript)

@@ -35,11 +35,17 @@ class UnsupportedCodec(ValueError):
     """The transport cannot carry this codec."""
 
 
+async def over_webrtc(audio: Samples, url: str, *, speed: float, codec: str,
+                      tail_s: float) -> Transcript:
+    """WebRTC through the JSON offer; a drop is a failure to measure, so no resume."""
+    return await transcribe(audio, url, speed=speed, codec=codec, tail_s=tail_s, reconnect=0)
+
+
 async def over_ws(audio: Samples, url: str, *, speed: float, codec: str,
                   tail_s: float) -> Transcript:
     """The WebSocket ingest: 16-bit PCM at 16 kHz, or G.711 at 8 kHz."""
     if codec == "pcm16":
-        return await transcribe_ws(audio, url, speed=speed, tail_s=tail_s)
+        return await transcribe_ws(audio, url, speed=speed, tail_s=tail_s, reconnect=0)
     encoding: WsEncoding
     if codec == "pcmu":
         encoding = "ulaw"
@@ -48,7 +54,7 @@ async def over_ws(audio: Samples, url: str, *, speed: float, codec: str,
     else:
         raise UnsupportedCodec(f"codec {codec!r} cannot go over the WebSocket")
     return await transcribe_ws(resample_to(audio, G711_RATE), url, encoding=encoding,
-                               sample_rate=G711_RATE, speed=speed, tail_s=tail_s)
+                               sample_rate=G711_RATE, speed=speed, tail_s=tail_s, reconnect=0)
 
 
 async def over_realtime(audio: Samples, url: str, *, speed: float, codec: str,
@@ -79,7 +85,7 @@ async def over_listen(audio: Samples, url: str, *, speed: float, codec: str,
 
 
 TRANSPORTS: dict[str, Transport] = {
-    "webrtc": transcribe,
+    "webrtc": over_webrtc,
     "ws": over_ws,
     "realtime": over_realtime,
     "listen": over_listen,
