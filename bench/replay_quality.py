@@ -15,8 +15,9 @@ Usage::
     python -m bench.replay_quality --set speech-wide --category telephony,conversational
     python -m bench.replay_quality --set speech --config "no-context=final_context_s=0"
 
-``--config NAME=FIELD=VALUE,...`` sets ``StreamingConfig``/``VadConfig`` fields for one run
-(``streaming.`` or ``vad.`` may prefix a field; bare names are looked up in both).
+``--config NAME=FIELD=VALUE,...`` sets ``StreamingConfig``/``VadConfig``/``EngineConfig``
+fields for one run (``streaming.``, ``vad.`` or ``engine.`` may prefix a field; bare names
+are looked up in all three). A run that changes engine fields gets an engine of its own.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class RunSpec:
 
     name: str
     config: SessionConfig
+    engine: dict[str, object] = dataclasses.field(default_factory=dict)
+    """``EngineConfig`` fields this run changes (it gets an engine of its own)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,12 @@ def parse_config(text: str) -> RunSpec:
     name, _, assignments = text.partition("=")
     streaming: dict[str, object] = {}
     vad: dict[str, object] = {}
+    engine: dict[str, object] = {}
     for item in filter(None, assignments.split(",")):
         key, _, raw = item.partition("=")
         scope, _, field = key.rpartition(".")
-        targets = {"streaming": (StreamingConfig, streaming), "vad": (VadConfig, vad)}
+        targets = {"streaming": (StreamingConfig, streaming), "vad": (VadConfig, vad),
+                   "engine": (EngineConfig, engine)}
         chosen = [targets[scope]] if scope else [
             t for t in targets.values() if field in _field_names(t[0])
         ]
@@ -106,13 +111,15 @@ def parse_config(text: str) -> RunSpec:
             raise SystemExit(f"--config {text!r}: unknown field {key!r}")
         cls, values = chosen[0]
         kind = type(getattr(cls(), field))
+        if kind not in (int, float, bool, str):
+            raise SystemExit(f"--config {text!r}: {key!r} is not a plain value")
         values[field] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
     base = SessionConfig()
     return RunSpec(name, replace(
         base,
         streaming=replace(base.streaming, adaptive_cadence=False, **streaming),  # type: ignore[arg-type]
         vad=replace(base.vad, **vad),  # type: ignore[arg-type]
-    ))
+    ), engine)
 
 
 async def replay_clip(engine: LocalEngine, clip: Clip, config: SessionConfig,
@@ -137,25 +144,30 @@ async def run(args: argparse.Namespace) -> Report:
     specs += [parse_config(text) for text in args.config or ()]
     if not specs:
         raise SystemExit("--no-default needs at least one --config")
-    engine_config = EngineConfig(model=args.model)
     spec = ModelSpec(args.model, "en")
     offline = await asyncio.to_thread(offline_transcripts, {spec: {c.audio for c in clips}})
-    backend = await asyncio.to_thread(WhisperBackend, engine_config)
-    engine = LocalEngine(backend, max_batch=engine_config.max_batch)
-    text_filter = TextFilter.from_engine(engine_config)
     transcripts: dict[str, dict[str, str]] = {"offline": {c.id: offline[(spec, c.audio)]
                                                           for c in clips}}
+    engines: dict[tuple[tuple[str, object], ...], LocalEngine] = {}
     try:
         for run_spec in specs:
+            engine_config = replace(EngineConfig(model=args.model), **run_spec.engine)  # type: ignore[arg-type]
+            key = tuple(sorted(run_spec.engine.items()))
+            if key not in engines:
+                backend = await asyncio.to_thread(WhisperBackend, engine_config)
+                engines[key] = LocalEngine(backend, max_batch=engine_config.max_batch)
+            text_filter = TextFilter.from_engine(engine_config)
             texts: dict[str, str] = {}
             for clip in clips:
-                texts[clip.id] = await replay_clip(engine, clip, run_spec.config, text_filter)
+                texts[clip.id] = await replay_clip(engines[key], clip, run_spec.config,
+                                                   text_filter)
                 print(f"  {run_spec.name:12s} {clip.id:44s} "
                       f"{percent(corpus_wer([clip.text], [texts[clip.id]]).wer)}",
                       file=sys.stderr, flush=True)
             transcripts[run_spec.name] = texts
     finally:
-        await asyncio.to_thread(engine.close)
+        for engine in engines.values():
+            await asyncio.to_thread(engine.close)
     groups = {"all": clips, **by_category(clips)}
     results = []
     for run_spec in specs:

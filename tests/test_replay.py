@@ -4,6 +4,7 @@ real decoder. Deterministic, so endpointing, commit policy and cuts are tested e
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from tests.fakes import ScriptedDecoder
 from webrtc_stt import SAMPLE_RATE
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.config import SessionConfig, VadConfig
+from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest, DecodeResult
 from webrtc_stt.engine.local import LocalEngine
 from webrtc_stt.events import Final, Partial, Ready, SpeechEnd, SpeechStart
 from webrtc_stt.replay import Stamped, replay
@@ -174,3 +176,30 @@ async def test_replay_through_the_vad_worker_matches_the_inline_vad() -> None:
     assert [(s.position, s.envelope) for s in threaded] == [
         (s.position, s.envelope) for s in inline
     ]
+
+
+class UnsureDecoder(ScriptedDecoder):
+    """The scripted words, but every partial as unsure as greedy decodes of noisy audio."""
+
+    @staticmethod
+    def decode(request: DecodeRequest) -> DecodeResult:
+        result = ScriptedDecoder.decode(request)
+        if request.kind is DecodeKind.PARTIAL:
+            return replace(result, avg_logprob=-0.8)
+        return result
+
+
+async def test_unsure_partials_commit_nothing_and_the_final_decides() -> None:
+    """Partials below ``commit_min_logprob`` still show text but commit none of it, so the
+    final's beam search is not forced to keep their words."""
+    engine = LocalEngine(UnsureDecoder())
+    try:
+        events = await replay(Session("r", engine), load_audio(clip("jfk").audio))
+    finally:
+        engine.close()
+    check_stream_rules(events)
+    partials = [s.envelope.event for s in events if isinstance(s.envelope.event, Partial)]
+    finals = [s.envelope.event for s in events if isinstance(s.envelope.event, Final)]
+    assert partials and finals
+    assert all(p.committed == "" for p in partials)
+    assert all(f.text for f in finals)
