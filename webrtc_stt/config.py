@@ -29,13 +29,13 @@ class VadConfig:
     min_speech_ms: int = 160
     speech_pad_ms: int = 250
     end_pad_ms: int = 200
+    """Silero marks silence during a soft word-final sound (the "ns" of "Americans");
+    100 ms clipped it often enough to change the final's words."""
     long_speech_ms: int = 8000
     long_min_silence_ms: int = 160
     """Once an utterance has run ``long_speech_ms``, a pause of ``long_min_silence_ms``
     ends it: continuous speech splits at sentence pauses into short segments (fast finals,
     cheap decodes) instead of running into the window cut."""
-    """Silero marks silence during a soft word-final sound (the "ns" of "Americans");
-    100 ms clipped it often enough to change the final's words."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.neg_threshold <= self.threshold < 1.0:
@@ -73,6 +73,10 @@ class StreamingConfig:
     """Consecutive decodes that must agree before words are committed."""
     commit_min_window_s: float = 1.5
     """Decodes of a shorter window commit nothing (short windows lack context)."""
+    commit_min_logprob: float = -0.35
+    """A partial decode less sure of itself than this (mean token log-probability) commits
+    nothing: on noisy or far audio the greedy partials agree on wrong words, and committed
+    words are forced into the final."""
     final_context_s: float = 12.0
     """A final decodes over up to this much audio before its utterance, with the earlier
     finals of that audio forced as the text it starts with, and keeps only the
@@ -109,8 +113,11 @@ class EngineConfig:
     final: DecodeOptions = field(default_factory=lambda: DecodeOptions(beam_size=5))
     max_batch: int = 8
     min_window_s: float = 10.0
-    """Shortest encoder window of finals; shorter audio is zero-padded to it (shorter still
+    """Shortest encoder window of partials; shorter audio is zero-padded to it (shorter still
     costs WER: 9.4% at 10 s, 12.9% at 5 s on the speech set, 9.8% at Whisper's 30 s)."""
+    final_min_window_s: float = 30.0
+    """Shortest encoder window of finals. Whisper was trained on 30 s windows; a final's
+    few seconds padded to less read worse on noisy and far audio."""
     economy_window_s: float = 5.0
     """Shortest encoder window of partials asked for under load: about half the encoder
     cost; on the speech set WER of finals rose 0.2 points when every partial used it."""

@@ -192,7 +192,10 @@ class WhisperBackend:
                 for r in requests]
         frames = [min(MAX_FRAMES, len(r.audio) // SAMPLES_PER_FRAME) for r in requests]
         economy = requests[0].kind is DecodeKind.PARTIAL and all(r.economy for r in requests)
-        shortest = self._config.economy_window_s if economy else self._config.min_window_s
+        if requests[0].kind is DecodeKind.FINAL:
+            shortest = self._config.final_min_window_s
+        else:
+            shortest = self._config.economy_window_s if economy else self._config.min_window_s
         window_s = max(
             shortest,
             math.ceil(max(frames) / FRAMES_PER_SECOND + self._config.window_margin_s),

@@ -438,7 +438,8 @@ class StreamingTranscriber:
         hypothesis = segment.agreement.update(
             text.split(),
             commit=not job.request.economy
-            and window >= self._config.commit_min_window_s * SAMPLE_RATE,
+            and window >= self._config.commit_min_window_s * SAMPLE_RATE
+            and result.avg_logprob >= self._config.commit_min_logprob,
         )
         shown = segment.display.show(hypothesis)
         if shown is None:
