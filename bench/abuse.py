@@ -58,7 +58,10 @@ from webrtc_stt.audio.resample import Samples
 
 ATTACKS = ("bad_offers", "stalled_readers", "slowloris", "mline_storm", "churn")
 CONNECT_TIMEOUT_S = 3.0
-SETTLE_S = CONNECT_TIMEOUT_S + 3.0
+RESUME_GRACE_S = 1.0
+"""A session whose connection is lost waits this long to be resumed (30 s by default);
+short here, so that what is left after ``SETTLE_S`` is a leak, not a session waiting."""
+SETTLE_S = CONNECT_TIMEOUT_S + RESUME_GRACE_S + 3.0
 """Wait after an attack before counting what it left behind."""
 LIVE_S = 20.0
 """Seconds of speech the live stream sends during each attack."""
@@ -346,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = ServerProcess.webrtc_stt([
         "--model", args.model, "--connect-timeout", str(CONNECT_TIMEOUT_S),
         "--max-sessions-per-ip", "64", "--max-sessions", "64", "--capacity-rtf", "1000",
+        "--resume-grace", str(RESUME_GRACE_S),
     ])
     started = time.monotonic()
     with server:

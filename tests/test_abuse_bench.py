@@ -26,7 +26,8 @@ def scripted() -> Iterator[ServerThread]:
     engine = LocalEngine(ScriptedDecoder())
     limits = Limits(connect_timeout_s=1.0, keepalive_timeout_s=1.0, body_timeout_s=1.0,
                     max_sessions_per_ip=0)
-    config = replace(TEST_CONFIG, limits=limits, hub=HubConfig(max_sessions=256))
+    config = replace(TEST_CONFIG, limits=limits,
+                     hub=HubConfig(max_sessions=256, resume_grace_s=abuse.RESUME_GRACE_S))
     thread = ServerThread(config, engine)
     yield thread
     thread.stop()

@@ -372,8 +372,9 @@ async def test_peer_connection_closed_without_delete(
 async def test_killed_client_is_cleaned_up(
     make_server: MakeServer, http: aiohttp.ClientSession
 ) -> None:
-    # A killed peer sends nothing more; the server notices when its media goes idle.
-    thread = make_server(media_idle_timeout_s=3.0)
+    # A killed peer sends nothing more; the server notices when its media goes idle, and
+    # the session ends once it has waited ``resume_grace_s`` for its client to resume it.
+    thread = make_server(media_idle_timeout_s=3.0, resume_grace_s=2.0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_STT_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
