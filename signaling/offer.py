@@ -8,7 +8,7 @@ from aiohttp import web
 
 from signaling.body import BodyError, read_json
 from signaling.keys import CONFIG, HUB
-from signaling.resume import from_json
+from signaling.resume import ResumeRequest, from_json
 from signaling.slots import OFFER_SLOTS
 from webrtc_stt.ingest.webrtc.peer import PeerSession
 
@@ -24,6 +24,23 @@ def _language(options: Any) -> str | None:
     return language
 
 
+async def answer_offer(request: web.Request, sdp: str, language: str | None,
+                       resume: ResumeRequest | None) -> tuple[PeerSession, str]:
+    """Answer ``sdp`` in an offer slot: a new session, or the resumed one (the JSON offer
+    and WHIP differ only in how they carry these)."""
+    with request.app[OFFER_SLOTS].hold():
+        config = request.app[CONFIG]
+        hub = request.app[HUB]
+        resumed = None if resume is None else await hub.resume(resume.session_id,
+                                                               resume.last_seq)
+        return await PeerSession.answer(
+            hub, sdp, language=language, ice=config.ice,
+            connect_timeout_s=config.limits.connect_timeout_s,
+            max_media_sections=config.limits.max_media_sections,
+            resumed=resumed, after_seq=0 if resume is None else resume.last_seq,
+        )
+
+
 async def post_offer(request: web.Request) -> web.Response:
     """``POST /v1/offer``: answer a WebRTC offer and start a session, or continue one
     (``"resume": {"session_id", "last_seq"}``, see :mod:`signaling.resume`)."""
@@ -32,18 +49,7 @@ async def post_offer(request: web.Request) -> web.Response:
     if body.get("type") != "offer" or not isinstance(sdp, str):
         raise BodyError(400, "bad_request", 'body needs "sdp" (string) and "type": "offer"')
     language = _language(body.get("options"))
-    resume = from_json(body.get("resume"))
-    with request.app[OFFER_SLOTS].hold():
-        config = request.app[CONFIG]
-        hub = request.app[HUB]
-        resumed = None if resume is None else await hub.resume(resume.session_id,
-                                                               resume.last_seq)
-        peer, answer = await PeerSession.answer(
-            hub, sdp, language=language, ice=config.ice,
-            connect_timeout_s=config.limits.connect_timeout_s,
-            max_media_sections=config.limits.max_media_sections,
-            resumed=resumed, after_seq=0 if resume is None else resume.last_seq,
-        )
+    peer, answer = await answer_offer(request, sdp, language, from_json(body.get("resume")))
     return web.json_response({"sdp": answer, "type": "answer", "session_id": peer.session.id})
 
 

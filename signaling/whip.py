@@ -33,9 +33,9 @@ from aiohttp import web
 
 from signaling import cors
 from signaling.body import BodyError, read_body, require_content_type
-from signaling.keys import CONFIG, HUB
+from signaling.keys import HUB
+from signaling.offer import answer_offer
 from signaling.resume import from_query
-from signaling.slots import OFFER_SLOTS
 from webrtc_stt.errors import SessionNotFound
 from webrtc_stt.ingest.webrtc.peer import PeerSession
 from webrtc_stt.ingest.webrtc.trickle import (
@@ -120,18 +120,7 @@ async def post_whip(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise BodyError(400, "bad_sdp", "the SDP offer is not UTF-8") from None
     language = _language(request)
-    resume = from_query(request.query)
-    with request.app[OFFER_SLOTS].hold():
-        config = request.app[CONFIG]
-        hub = request.app[HUB]
-        resumed = None if resume is None else await hub.resume(resume.session_id,
-                                                               resume.last_seq)
-        peer, answer = await PeerSession.answer(
-            hub, offer, language=language, ice=config.ice,
-            connect_timeout_s=config.limits.connect_timeout_s,
-            max_media_sections=config.limits.max_media_sections,
-            resumed=resumed, after_seq=0 if resume is None else resume.last_seq,
-        )
+    peer, answer = await answer_offer(request, offer, language, from_query(request.query))
     session_id = peer.session.id
     etag = f'"{secrets.token_urlsafe(12)}"'
     request.app[RESOURCES].add(
