@@ -30,7 +30,7 @@ from bench.metrics import corpus_wer
 from client.realtime_client import RealtimeTranscript, transcribe_realtime
 from client.ws_client import load_audio_at
 from tests.conftest import ServerThread
-from tests.data import SPEECH_DIR, clip
+from tests.data import SPEECH_DIR, clip, missing
 from webrtc_stt.audio.g711 import encode_pcm16le
 from webrtc_stt.ingest.ws.realtime import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -118,6 +118,8 @@ async def test_live_model_streams_deltas_during_speech(server: ServerThread) -> 
 
 @pytest.mark.model
 async def test_g711_ulaw_8k(server: ServerThread) -> None:
+    if not HARVARD.is_file():
+        missing(f"{HARVARD} is a recording of the full speech set (WEBRTC_STT_SPEECH_DIR)")
     samples = load_audio_at(HARVARD, 8000)
     start, end = HARVARD_1_3
     cut = samples[int(start * 8000) : int(end * 8000)]
