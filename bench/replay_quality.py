@@ -17,7 +17,8 @@ Usage::
 
 ``--config NAME=FIELD=VALUE,...`` sets ``StreamingConfig``/``VadConfig``/``EngineConfig``
 fields for one run (``streaming.``, ``vad.`` or ``engine.`` may prefix a field; bare names
-are looked up in all three). A run that changes engine fields gets an engine of its own.
+are looked up in all three; ``engine.final.beam_size`` and ``engine.partial.beam_size`` set
+the search of one decode kind). A run that changes engine fields gets an engine of its own.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class Report:
     seconds: float
 
 
+DECODE_OPTIONS = ("engine.final.beam_size", "engine.partial.beam_size")
+"""Nested engine fields ``--config`` also sets."""
+
+
 def _field_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
@@ -101,6 +106,10 @@ def parse_config(text: str) -> RunSpec:
     engine: dict[str, object] = {}
     for item in filter(None, assignments.split(",")):
         key, _, raw = item.partition("=")
+        if key in DECODE_OPTIONS:  # engine.final.beam_size=1: the options of one decode kind
+            kind_name = key.split(".")[1]
+            engine[kind_name] = replace(getattr(EngineConfig(), kind_name), beam_size=int(raw))
+            continue
         scope, _, field = key.rpartition(".")
         targets = {"streaming": (StreamingConfig, streaming), "vad": (VadConfig, vad),
                    "engine": (EngineConfig, engine)}

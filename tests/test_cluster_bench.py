@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster import main
+from bench.cluster import main, with_shared_cores
 from tests.data import FIXTURE_DIR
 from tests.redis_server import require_redis_server
 
@@ -20,6 +20,15 @@ def test_bad_cluster_shape_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--cluster", "two,workers"])
     assert exited.value.code == 2
+
+
+def test_workers_on_one_machine_split_its_cores() -> None:
+    assert with_shared_cores([], 2, cores=2) == ["--cpu-threads", "1"]
+    assert with_shared_cores(["--device", "cpu"], 3, cores=16) == [
+        "--device", "cpu", "--cpu-threads", "5"]
+    assert with_shared_cores([], 4, cores=2) == ["--cpu-threads", "1"]
+    assert with_shared_cores(["--cpu-threads", "2"], 2, cores=2) == ["--cpu-threads", "2"]
+    assert with_shared_cores(["--cpu-threads=2"], 2, cores=2) == ["--cpu-threads=2"]
 
 
 @pytest.mark.slow

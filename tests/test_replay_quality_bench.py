@@ -9,6 +9,7 @@ import pytest
 
 from bench.replay_quality import main, parse_config
 from tests.data import FIXTURE_DIR
+from webrtc_stt.config import DecodeOptions
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -22,6 +23,13 @@ def test_a_config_sets_streaming_and_vad_fields() -> None:
     assert not spec.config.streaming.adaptive_cadence  # wall-clock load means nothing here
     with pytest.raises(SystemExit):
         parse_config("bad=no_such_field=1")
+
+
+def test_a_config_sets_the_search_of_one_decode_kind() -> None:
+    spec = parse_config("greedy=engine.final.beam_size=1,engine.min_window_s=5")
+    assert spec.engine["final"] == DecodeOptions(beam_size=1)
+    assert spec.engine["min_window_s"] == 5.0
+    assert "partial" not in spec.engine
 
 
 def test_report_per_category_next_to_offline(tmp_path: Path) -> None:
