@@ -24,7 +24,8 @@ from webrtc_stt.vad import SileroModel
 def build_engine(config: ServerConfig, metrics: Metrics | None = None) -> LocalEngine:
     """Load the model(s) now, so a bad model fails at start with one clear message."""
     backend = WhisperBackend(config.engine, allow_download=config.allow_download)
-    return LocalEngine(backend, max_batch=config.engine.max_batch, telemetry=metrics)
+    return LocalEngine(backend, max_batch=config.engine.max_batch,
+                       workers=backend.workers, telemetry=metrics)
 
 
 def build_hub(

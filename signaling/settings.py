@@ -74,7 +74,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", "str", "cpu", "inference device", choices=("cpu", "cuda", "auto")),
     Option("compute_type", "str", "default",
            "CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)"),
-    Option("cpu_threads", "int", 0, "engine threads on CPU (0: one per core)"),
+    Option("cpu_threads", "int", 0, "engine threads on CPU, all workers together "
+           "(0: one per core)"),
+    Option("engine_workers", "int", 0, "batches decoded at once, sharing --cpu-threads "
+           "(0: two on a CPU with two or more threads, one on a GPU)"),
     Option("language", "str", "en", "language code, or 'auto' to detect (multilingual models)"),
     Option("ice_host", "list", (), "host address offered in ICE candidates (repeatable; "
            "env: comma-separated; default: all interface addresses)", metavar="ADDR"),
@@ -215,6 +218,7 @@ def server_config(settings: Settings) -> ServerConfig:
                 device=_str(v["device"]),
                 compute_type=_str(v["compute_type"]),
                 cpu_threads=_int(v["cpu_threads"]),
+                engine_workers=_int(v["engine_workers"]),
                 language=None if language == "auto" else language,
             ),
             hub=HubConfig(

@@ -91,3 +91,36 @@ async def test_a_failing_batch_fails_its_callers_and_the_engine_goes_on() -> Non
         assert (await engine.decode(request("good", DecodeKind.FINAL))).text == "w0 w1"
     finally:
         engine.close()
+
+
+async def test_two_workers_decode_two_batches_at_once() -> None:
+    decoder = ScriptedDecoder()
+    decoder.gate.clear()  # both workers block inside a batch: only parallel workers get there
+    engine = LocalEngine(decoder, workers=2)
+    try:
+        first = asyncio.create_task(engine.decode(request("a", DecodeKind.FINAL)))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(engine.decode(request("b", DecodeKind.PARTIAL)))
+        await asyncio.sleep(0.05)
+        assert engine.load().waiting_finals == 0 and engine.load().waiting_partials == 0
+        decoder.gate.set()
+        await asyncio.gather(first, second)
+        assert sorted(r.session_key for batch in decoder.calls for r in batch) == ["a", "b"]
+    finally:
+        engine.close()
+
+
+async def test_engine_seconds_are_a_workers_seconds_over_the_workers() -> None:
+    decoder = ScriptedDecoder(delay=0.2)
+    engine = LocalEngine(decoder, workers=2)
+    try:
+        await engine.decode(request("a", DecodeKind.FINAL))
+        spent = engine.load().final_compute_s
+        assert 0.09 <= spent < 0.2  # 0.2 s of one of two workers: a tenth of a second
+    finally:
+        engine.close()
+
+
+def test_an_engine_needs_a_worker() -> None:
+    with pytest.raises(ValueError):
+        LocalEngine(ScriptedDecoder(), workers=0)

@@ -10,7 +10,7 @@ from tests.data import clip
 from webrtc_stt.audio.resample import load_audio
 from webrtc_stt.decoding.requests import DecodeKind, DecodeRequest
 from webrtc_stt.engine import packaged
-from webrtc_stt.engine.models import ModelLoadError, load_whisper, resolve
+from webrtc_stt.engine.models import ModelLoadError, engine_layout, load_whisper, resolve
 
 
 def test_default_model_is_the_bundled_tiny_en() -> None:
@@ -66,3 +66,22 @@ def test_multilingual_base_detects_the_language() -> None:
     assert result.language == "en"
     assert "fellow americans" in result.text.lower()
     assert result.words and all(0 <= w.start <= w.end for w in result.words)
+
+
+def test_a_cpu_engine_runs_two_workers_on_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert engine_layout("cpu", 0, 0) == (2, 1)  # two cores: two batches, a thread each
+    assert engine_layout("cpu", 1, 0) == (1, 1)  # one thread: one worker
+    assert engine_layout("cpu", 8, 0) == (2, 4)
+    assert engine_layout("cpu", 0, 1) == (1, 2)  # one worker asked: it takes every core
+    assert engine_layout("cpu", 3, 4) == (4, 1)
+    assert engine_layout("cuda", 0, 0) == (1, 0)
+
+
+@pytest.mark.model
+def test_the_bundled_model_loads_with_two_workers() -> None:
+    from webrtc_stt.config import EngineConfig
+    from webrtc_stt.engine.backend import WhisperBackend
+
+    backend = WhisperBackend(EngineConfig(cpu_threads=2, engine_workers=2))
+    assert backend.workers == 2

@@ -108,7 +108,11 @@ class EngineConfig:
     device: str = "cpu"
     compute_type: str = "default"
     cpu_threads: int = 0
-    """Engine threads on CPU; 0 means one per core."""
+    """Engine threads on CPU, all workers together; 0 means one per core."""
+    engine_workers: int = 0
+    """Batches decoded at once (CTranslate2 ``inter_threads``), sharing ``cpu_threads``;
+    0: two on a CPU with two or more threads, one on a GPU (see
+    :func:`webrtc_stt.engine.models.engine_layout`)."""
     language: str | None = "en"
     """Language code, or None to detect (multilingual models only)."""
     partial: DecodeOptions = field(default_factory=lambda: DecodeOptions(beam_size=1))
@@ -133,6 +137,10 @@ class EngineConfig:
     log_prob_threshold: float = -1.0
     hallucination_max_probability: float = 0.6
     """A known hallucination phrase standing alone is dropped below this mean word probability."""
+
+    def __post_init__(self) -> None:
+        if self.engine_workers < 0:
+            raise ValueError("engine_workers must be 0 (automatic) or more")
 
 
 @dataclass(frozen=True)

@@ -75,10 +75,12 @@ RESULT_STREAM_TTL_S = 600
 
 class TimedDecoder:
     """Wraps a decoder to record each request's share of its batch's time and how busy
-    the decoder was recently (the heartbeat's load)."""
+    the decoder was recently (the heartbeat's load), in engine seconds: a batch's seconds
+    over the ``workers`` that decode batches at once."""
 
-    def __init__(self, inner: BatchDecoder, window_s: float = 10.0) -> None:
+    def __init__(self, inner: BatchDecoder, window_s: float = 10.0, workers: int = 1) -> None:
         self._inner = inner
+        self._workers = max(1, workers)
         self._window_s = window_s
         self._lock = threading.Lock()
         self._shares: dict[int, float] = {}
@@ -100,7 +102,8 @@ class TimedDecoder:
             ended = time.monotonic()
             with self._lock:
                 for request in requests:
-                    self._shares[id(request)] = (ended - started) / max(1, len(requests))
+                    self._shares[id(request)] = (ended - started) / (
+                        max(1, len(requests)) * self._workers)
                 self._spans.append((started, ended))
 
     def take_share(self, request: DecodeRequest) -> float:
@@ -115,7 +118,7 @@ class TimedDecoder:
         with self._lock:
             spent = sum(max(0.0, end - max(start, since)) for start, end in self._spans
                         if end > since)
-        return min(1.0, spent / self._window_s)
+        return min(1.0, spent / (self._window_s * self._workers))
 
 
 class Worker:
@@ -130,6 +133,7 @@ class Worker:
         max_batch: int = 8,
         max_inflight: int | None = None,
         worker_id: str | None = None,
+        engine_workers: int = 1,
     ) -> None:
         self.config = config
         self.worker_id = worker_id or f"wk-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -139,8 +143,8 @@ class Worker:
         # worker never hoards jobs another could start on now.
         self.max_inflight = max_inflight or 2 * max_batch
         self.client: aioredis.Redis = connect(config)
-        self._timed = TimedDecoder(decoder)
-        self.engine = LocalEngine(self._timed, max_batch=max_batch)
+        self._timed = TimedDecoder(decoder, workers=engine_workers)
+        self.engine = LocalEngine(self._timed, max_batch=max_batch, workers=engine_workers)
         self._inflight: dict[bytes, asyncio.Task[None]] = {}
         self._windows = WindowCache()
         self._jobs = config.jobs_key(decoder.model_name)
@@ -403,7 +407,7 @@ async def serve_worker(config: RedisConfig, engine: EngineConfig, *,
 
     backend = await asyncio.to_thread(WhisperBackend, engine, allow_download=allow_download)
     worker = Worker(config, backend, device=engine.device, max_batch=engine.max_batch,
-                    worker_id=worker_id)
+                    worker_id=worker_id, engine_workers=backend.workers)
     log.info("webrtc-stt worker %s serving model %s on %s (redis %s)", worker.worker_id,
              backend.model_name, engine.device, config.url)
     await worker.run()

@@ -45,23 +45,25 @@ class EngineLoad:
     waiting_finals: int
     waiting_partials: int
     busy_fraction: float
-    """Share of recent wall time the worker spent decoding (0..1)."""
+    """Share of recent wall time a worker spent decoding (0..1; averaged over the workers'
+    batches when the engine runs more than one)."""
     realtime_factor: float
     """Recent compute seconds per second of audio decoded in finals (lower is better)."""
     dropped_partials: int
     decoded: int
     # Counters since start, for rates over a window (admission control):
     final_compute_s: float = 0.0
-    """Worker seconds spent decoding finals."""
+    """Engine seconds spent decoding finals (a worker's seconds over the number of workers,
+    so that their rate is the share of the engine taken)."""
     final_audio_s: float = 0.0
     """Audio seconds decoded in finals."""
     partial_compute_s: float = 0.0
-    """Worker seconds spent decoding partials."""
+    """Engine seconds spent decoding partials."""
     partials_decoded: int = 0
     """Partial requests decoded."""
     waiting_files: int = 0
     """Background (file transcription) requests waiting."""
     file_compute_s: float = 0.0
-    """Worker seconds spent on background requests."""
+    """Engine seconds spent on background requests."""
     file_audio_s: float = 0.0
     """Audio seconds decoded in background requests."""

@@ -35,7 +35,9 @@ decode with context repeated instead of transcribing."""
 
 
 class WhisperBackend:
-    """Holds the model(s) and decodes batches. Not thread-safe: one worker thread calls it."""
+    """Holds the model(s) and decodes batches; ``EngineConfig.engine_workers`` threads may
+    call it at once (CTranslate2 runs their batches in parallel; the rest is stateless
+    but for a cache of tokenizers, whose races only build one twice)."""
 
     def __init__(self, config: EngineConfig, *, allow_download: bool = False) -> None:
         self._config = config
@@ -44,6 +46,7 @@ class WhisperBackend:
             "compute_type": config.compute_type,
             "cpu_threads": config.cpu_threads,
             "allow_download": allow_download,
+            "workers": config.engine_workers,
         }
         self._final_model = load_whisper(config.model, **common)
         self._partial_model = (
@@ -52,6 +55,11 @@ class WhisperBackend:
             else self._final_model
         )
         self._tokenizers: dict[tuple[int, str], Any] = {}
+
+    @property
+    def workers(self) -> int:
+        """Batches the model decodes at once: the worker threads an engine may run."""
+        return int(self._final_model.model.num_workers)
 
     @property
     def model_name(self) -> str:

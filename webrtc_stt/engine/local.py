@@ -9,7 +9,9 @@ engine here and a distributed one are interchangeable. :class:`LocalEngine` keep
 * background work (file transcription, ``Priority.BACKGROUND``), first come first served,
   never dropped. Its depth is bounded by its callers: a file job has one decode in flight.
 
-The worker thread decodes one batch at a time with :class:`WhisperBackend`, choosing:
+Each worker thread (one unless ``workers`` says more: CTranslate2 then runs that many
+batches at once, each on ``cpu_threads`` cores) decodes one batch at a time with
+:class:`WhisperBackend`, choosing:
 
 1. live finals, whenever any wait: background work never delays a waiting final;
 2. background work whose oldest job has waited ``file_max_wait_s``, unless the previous
@@ -78,11 +80,13 @@ class LocalEngine:
     """Schedules every session's decodes on one worker thread over one model.
 
     ``max_batch`` bounds live batches, ``max_file_batch`` background ones (what a live final
-    may wait for); background work waiting ``file_max_wait_s`` takes turns with partials.
+    may wait for); background work waiting ``file_max_wait_s`` takes turns with partials;
+    ``workers`` threads take batches (the decoder must take that many calls at once).
     """
 
     def __init__(self, decoder: BatchDecoder, *, max_batch: int = 8,
                  max_file_batch: int = 1, file_max_wait_s: float = 1.0,
+                 workers: int = 1,
                  clock: Callable[[], float] = time.monotonic,
                  telemetry: Telemetry | None = None) -> None:
         self.telemetry = telemetry or NO_TELEMETRY
@@ -110,9 +114,17 @@ class LocalEngine:
         self._partials_decoded = 0
         self._file_compute = 0.0
         self._file_audio = 0.0
-        self._last_idle_mark = clock()
-        self._thread = threading.Thread(target=self._run, name="whisper-engine", daemon=True)
-        self._thread.start()
+        if workers < 1:
+            raise ValueError("an engine needs at least one worker thread")
+        self._idle_marks = [clock()] * workers
+        """Where each worker thread's last live batch ended (its idle time starts there)."""
+        self._threads = [
+            threading.Thread(target=self._run, args=(index,), daemon=True,
+                             name="whisper-engine" if workers == 1 else f"whisper-engine-{index}")
+            for index in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def model_name(self) -> str:
@@ -180,7 +192,8 @@ class LocalEngine:
             self._lock.notify_all()
         for job in jobs:
             _resolve(job, error=EngineClosed("engine is shut down"))
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     # -- worker thread -----------------------------------------------------------------
 
@@ -223,7 +236,7 @@ class LocalEngine:
             self._files.remove(job)
         return batch
 
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
         while True:
             batch = self._take_batch()
             if batch is None:
@@ -232,7 +245,7 @@ class LocalEngine:
             if not live:
                 continue
             started = self._clock()
-            idle = started - self._last_idle_mark
+            idle = started - self._idle_marks[index]
             try:
                 results = self._decoder.decode_batch([job.request for job in live])
             except Exception as exc:  # a bad batch must not kill the engine
@@ -241,13 +254,16 @@ class LocalEngine:
                     _resolve(job, error=exc)
                 continue
             finally:
-                self._account(started, idle, live)
+                self._account(started, idle, live, index)
             for job, result in zip(live, results, strict=True):
                 _resolve(job, result=result)
 
-    def _account(self, started: float, idle: float, batch: Sequence[_Job]) -> None:
+    def _account(self, started: float, idle: float, batch: Sequence[_Job], index: int) -> None:
         now = self._clock()
         busy = now - started
+        # Compute is counted in engine seconds: a worker's seconds over the number of
+        # workers, so that the counters' rate is the share of the whole engine taken.
+        share = busy / len(self._idle_marks)
         audio = sum(job.request.seconds for job in batch)
         alpha = 0.2
         with self._lock:
@@ -255,19 +271,19 @@ class LocalEngine:
             if batch[0].request.priority is Priority.BACKGROUND:
                 # Live work preempts it at the next batch: to live callers this is idle
                 # time, so the idle mark stays where the last live batch left it.
-                self._file_compute += busy
+                self._file_compute += share
                 self._file_audio += audio
                 return
-            self._last_idle_mark = now
+            self._idle_marks[index] = now
             fraction = busy / max(busy + idle, 1e-6)
             self._busy_ewma = (1 - alpha) * self._busy_ewma + alpha * fraction
             if batch[0].request.kind is DecodeKind.FINAL:
-                self._final_compute += busy
+                self._final_compute += share
                 self._final_audio += audio
                 if audio > 0:
-                    self._rtf_ewma = (1 - alpha) * self._rtf_ewma + alpha * (busy / audio)
+                    self._rtf_ewma = (1 - alpha) * self._rtf_ewma + alpha * (share / audio)
             else:
-                self._partial_compute += busy
+                self._partial_compute += share
                 self._partials_decoded += len(batch)
         self.telemetry.batch(batch[0].request.kind, [started - j.enqueued for j in batch], busy)
 

