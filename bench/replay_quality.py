@@ -164,7 +164,8 @@ async def run(args: argparse.Namespace) -> Report:
             key = tuple(sorted(run_spec.engine.items()))
             if key not in engines:
                 backend = await asyncio.to_thread(WhisperBackend, engine_config)
-                engines[key] = LocalEngine(backend, max_batch=engine_config.max_batch)
+                engines[key] = LocalEngine(backend, max_batch=engine_config.max_batch,
+                                           workers=backend.workers)
             text_filter = TextFilter.from_engine(engine_config)
             texts: dict[str, str] = {}
             for clip in clips:

@@ -182,10 +182,10 @@ def test_a_live_session_keeps_its_finals_while_files_decode(server: ServerThread
         with LONGEST.audio.open("rb") as audio:
             return client.audio.transcriptions.create(file=audio, model="whisper-1").text
 
-    # Three long files: two decode while the third waits its turn, so file work outlasts
-    # the live stream even on a fast machine.
-    with ThreadPoolExecutor(3) as pool:
-        files: list[Future[str]] = [pool.submit(upload) for _ in range(3)]
+    # Six long files: two decode while four wait their turn, so file work outlasts the live
+    # stream even on a fast machine whose engine decodes two batches at once.
+    with ThreadPoolExecutor(6) as pool:
+        files: list[Future[str]] = [pool.submit(upload) for _ in range(6)]
         decoded = server.engine.load().file_audio_s
         deadline = time.monotonic() + 30
         while server.engine.load().file_audio_s == decoded and time.monotonic() < deadline:
