@@ -77,7 +77,8 @@ class _Job:
 
 
 class LocalEngine:
-    """Schedules every session's decodes on one worker thread over one model.
+    """Schedules every session's decodes on its worker threads (one unless ``workers``
+    says more) over one model.
 
     ``max_batch`` bounds live batches, ``max_file_batch`` background ones (what a live final
     may wait for); background work waiting ``file_max_wait_s`` takes turns with partials;
