@@ -70,8 +70,9 @@ def engine_layout(device: str, cpu_threads: int, workers: int) -> tuple[int, int
     On a CPU ``cpu_threads`` is the engine's whole budget (0: one per core; CTranslate2's
     own default of 4 would thrash two cores) and ``workers`` 0 means two whenever that
     budget has two threads: for models this small two batches on one thread each get
-    more done than one on two (on two cores six streams' final p95 fell from 4.47 to
-    3.77 s, one stream's median from 0.86 to 0.75 s). On a GPU 0 means one worker.
+    more done than one on two (on two cores, medians of interleaved ``bench.capacity``
+    runs: six streams' final p95 3.19 -> 1.92 s, one stream's median 0.89 -> 0.70 s). On
+    a GPU 0 means one worker.
     """
     if device != "cpu":
         return max(1, workers), cpu_threads
