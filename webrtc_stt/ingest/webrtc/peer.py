@@ -42,6 +42,7 @@ from webrtc_stt.events import Envelope
 from webrtc_stt.hub import SessionHub
 from webrtc_stt.ingest.feed import AudioFeed, forward_events, wait_finished
 from webrtc_stt.ingest.webrtc.ice import ice_policy
+from webrtc_stt.ingest.webrtc.jitter import prompt_audio
 from webrtc_stt.ingest.webrtc.sdp import MAX_MEDIA_SECTIONS, check_offer, prepare_offer
 from webrtc_stt.ingest.webrtc.track import pump_track
 from webrtc_stt.session import Session
@@ -153,6 +154,7 @@ class PeerSession:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "audio":
                     transceiver.direction = "recvonly"
+                    prompt_audio(transceiver.receiver)
             answer = await pc.createAnswer()
             if answer is None:
                 raise BadOffer("bad_sdp", "no answer could be created for this offer")
