@@ -68,7 +68,7 @@ def test_audio_through_a_prompt_receiver_arrives_whole() -> None:
     """Loopback aiortc peers: every 20 ms frame the sender plays comes out of the
     receiver, in order, with the prompt buffer in place."""
     seconds = 2.0
-    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000))
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)
 
     async def run() -> int:
         sender, receiver = RTCPeerConnection(), RTCPeerConnection()

@@ -79,7 +79,8 @@ class StreamingConfig:
     commit_min_logprob: float = -0.25
     """A partial decode less sure of itself than this (mean token log-probability) commits
     nothing: on noisy or far audio the greedy partials agree on wrong words, and committed
-    words are forced into the final (-0.35 before, measured with ``commit_agreement``)."""
+    words are forced into the final. It was -0.35 with three decodes: the figures under
+    ``commit_agreement`` are for the pair."""
     final_context_s: float = 12.0
     """A final decodes over up to this much audio before its utterance, with the earlier
     finals of that audio forced as the text it starts with, and keeps only the

@@ -22,7 +22,8 @@ from aiortc.jitterbuffer import JitterBuffer
 log = logging.getLogger(__name__)
 
 PREFETCH = 1
-"""Packets held back behind the one released: one, the least aiortc's buffer works with."""
+"""A packet goes out once this many later packets are in: one, the least aiortc's buffer
+can work with (it knows a packet is whole only when the next one arrives)."""
 
 _ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 _warned = False
