@@ -170,7 +170,11 @@ async def test_clear_drops_the_utterance_keeping_committed_words(
     decoder: ScriptedDecoder, engine: LocalEngine, jfk: np.ndarray
 ) -> None:
     at = 170_240
-    stamped = await replay(Session("c", engine), jfk, actions=[(at, Session.clear)])
+    # Commits after three agreeing decodes, so that the last utterance has committed words
+    # by the time of the clear (with the default of four it has committed none by then).
+    config = SessionConfig(streaming=StreamingConfig(commit_agreement=3))
+    session = Session("c", engine, config=config)
+    stamped = await replay(session, jfk, actions=[(at, Session.clear)])
     events = events_of(stamped)
     partials = [e for e in events if isinstance(e, Partial) and e.end < at]
     last = partials[-1]
