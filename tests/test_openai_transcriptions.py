@@ -315,7 +315,12 @@ def test_a_file_past_the_job_places_is_refused_with_retry_after(limited: ServerT
                 refused = response
                 break
             time.sleep(0.02)
-        assert first.result(timeout=60).status_code == 200
+        held = first.result(timeout=60)
+    if held.status_code == 429:
+        # A probe reached the one place first: then the file is the request past it.
+        refused = refused or held
+    else:
+        assert held.status_code == 200, held.text
     if refused is None:
         pytest.skip("the first file finished before a second could arrive")
     assert_openai_error(refused, 429, None, "too_many_jobs")
