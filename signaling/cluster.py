@@ -116,6 +116,7 @@ def health_fields(hub: ClusterHub) -> dict[str, Any]:
         "free_workers": round(verdict.free, 3),
         "redis": {
             "decodes": counters.decoded,
+            "abandoned": counters.abandoned,
             "round_trips": counters.round_trips,
             "submit_ms_mean": round(1000 * counters.submit_s / max(1, counters.round_trips), 3),
             "bytes_sent": counters.bytes_sent,

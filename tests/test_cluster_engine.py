@@ -361,6 +361,25 @@ async def test_superseded_partial_is_skipped_unseen(
         await running.stop()
 
 
+async def test_a_decode_its_session_drops_is_counted_as_abandoned(
+    engine: RedisEngine, config: RedisConfig
+) -> None:
+    # A session drops a decode the VAD made useless while it is queued; a worker that
+    # comes later still runs it, and its answer is ignored.
+    decode = asyncio.create_task(engine.decode(request(DecodeKind.FINAL, speech(1.0))))
+    await until(lambda: engine.counters.round_trips == 1)
+    decode.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await decode
+    assert engine.counters.abandoned == 1 and engine.counters.decoded == 0
+    running = RunningWorker(config)
+    try:
+        await until(lambda: engine.counters.duplicates == 1)
+        assert engine.counters.decoded == 0
+    finally:
+        await running.stop()
+
+
 async def test_no_worker_means_no_admission_and_a_final_deadline(config: RedisConfig) -> None:
     eng = RedisEngine(replace(config, final_timeout_s=0.5), model="scripted")
     await eng.start()

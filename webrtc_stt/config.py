@@ -88,6 +88,10 @@ class StreamingConfig:
     whole-file decode has (0 turns it off). 6 s gives a stream's final 0.52 s median
     latency on two CPU cores against 0.75 s at 12 s (``bench.capacity``), but speech-wide
     WER rose from 12.6 to 13.2 % (conversational 22.0 to 24.1 %)."""
+    lean_context_s: float = 4.0
+    """The context of finals while the engine is saturated (see ``session._pacing``): with
+    12 s a final on a busy two-core CPU took about 1 s, most of it the context's encoder
+    frames and its forced text, which the decoder steps through one token at a time."""
     adaptive_cadence: bool = True
     """Stretch the partial cadence and stop speculative finals when the engine is busy.
     Off for virtual-clock replays, where wall-clock load means nothing."""

@@ -5,7 +5,8 @@ goes through the :class:`~webrtc_stt.speech_gate.SpeechGate`: Silero runs on the
 VAD worker thread, and each result comes back on the loop with the audio it judged and
 the utterance events it caused, which feed the streaming transcriber. A single decode
 task owned by the session asks the transcriber for the next job and runs it on the shared
-engine, one at a time, so a session never has more than one request in the engine. The
+engine, one at a time, so a session never has more than one request in the engine; one
+whose result the VAD made useless while it was in flight is dropped at once. The
 caller may end (:meth:`Session.commit`) or drop (:meth:`Session.clear`) the utterance in
 progress and change its options (:meth:`Session.update`). Everything the session starts
 it cancels in :meth:`Session.close`.
@@ -32,6 +33,7 @@ from webrtc_stt.speech_gate import SpeechGate, inline_lanes
 from webrtc_stt.streaming.transcriber import (
     Job,
     JobKind,
+    Pacing,
     StreamingTranscriber,
     TextFilter,
     TurnOptions,
@@ -139,6 +141,8 @@ class Session:
         self._input_ended = False
         """Everything taken was gated and the stream's end applied: only owed finals remain."""
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: tuple[Job, asyncio.Future[DecodeResult]] | None = None
+        """The job whose decode the decode task awaits, and that decode."""
         if continuation is not None:
             self._transcriber.recall(continuation.transcript)
 
@@ -303,32 +307,32 @@ class Session:
                     self._emit(
                         self._transcriber.speech_ended(end, speech_end, decode=not dropped)
                     )
+        if events:
+            self._drop_obsolete()
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
             self._publish(event)
 
-    def _pacing(self) -> tuple[float, bool, bool]:
-        """Partial cadence stretch, whether to speculate and whether finals economise,
-        from the engine's load. Partials give way first; finals keep their full decode
-        until more of them wait than the engine can take in one batch."""
+    def _pacing(self) -> Pacing:
+        """How hard the engine is pressed. Partials give way first (less often, economy
+        windows) and speculation stops; a saturated engine gives finals a lean context;
+        finals decode greedily only when more of them wait than the engine can take in
+        one batch."""
         if not self.config.streaming.adaptive_cadence:
-            return 1.0, True, False
+            return Pacing()
         load = self._engine.load()
         pressure = max(load.busy_fraction, 1.0 if load.waiting_finals else 0.0)
         final_economy = load.waiting_finals >= FINAL_ECONOMY_BACKLOG
         if pressure > 0.9:
-            return MAX_PARTIAL_STRETCH, False, final_economy
+            return Pacing(MAX_PARTIAL_STRETCH, False, True, final_economy)
         if pressure > 0.7:
-            return 2.0, False, final_economy
-        return 1.0, True, False
+            return Pacing(2.0, False, False, final_economy)
+        return Pacing()
 
     async def _decode_loop(self) -> None:
         while True:
-            stretch, speculate, final_economy = self._pacing()
-            job = self._transcriber.next_job(
-                partial_stretch=stretch, speculate=speculate, final_economy=final_economy
-            )
+            job = self._transcriber.next_job(self._pacing())
             if job is None:
                 if self._input_ended and not self._transcriber.busy:
                     self._idle.set()
@@ -340,7 +344,7 @@ class Session:
             result = job.cached
             if result is None:
                 try:
-                    result = await self._engine.decode(self._addressed(job))
+                    result = await self._run(job)
                 except Superseded:
                     self._transcriber.abandon(job)
                     continue
@@ -353,6 +357,35 @@ class Session:
                         await asyncio.sleep(0.2)  # no hot loop against a failing engine
                         continue
             self._emit(self._transcriber.complete(job, result))
+
+    async def _run(self, job: Job) -> DecodeResult:
+        """Decode ``job`` on the engine. Raises :class:`Superseded` when the VAD made its
+        result useless while it was in flight (see :meth:`_drop_obsolete`)."""
+        decode = asyncio.ensure_future(self._engine.decode(self._addressed(job)))
+        self._in_flight = (job, decode)
+        try:
+            await asyncio.wait((decode,))
+        finally:
+            self._in_flight = None
+            if not decode.done():  # the session is closing
+                decode.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await decode
+        if decode.cancelled():
+            raise Superseded()
+        return decode.result()
+
+    def _drop_obsolete(self) -> None:
+        """Drop the decode in flight when its result can no longer be used: a partial of
+        an utterance that just ended, or a speculative final of a pause that was not the
+        end. The session's next job (usually the final that decode held back) then goes
+        to the engine at once instead of waiting for it; a local engine's worker may still
+        finish the dropped batch, whose result is ignored."""
+        if self._in_flight is None:
+            return
+        job, decode = self._in_flight
+        if not decode.done() and self._transcriber.obsolete(job):
+            decode.cancel()
 
     def _addressed(self, job: Job) -> DecodeRequest:
         """The job's request with where its audio lies in the stream, so a remote engine

@@ -95,6 +95,9 @@ class _Counters:
     final_audio_s: float = 0.0
     partial_compute_s: float = 0.0
     partials_decoded: int = 0
+    abandoned: int = 0
+    """Decodes whose caller stopped waiting (a session dropped a decode the VAD made
+    useless); a worker may still run them, and their answers count as duplicates."""
     round_trips: int = 0
     """Submit pipelines sent (one per decode, plus resubmissions)."""
     submit_s: float = 0.0
@@ -154,6 +157,9 @@ class RedisEngine:
         self._pending[job.job_id] = job
         try:
             return await asyncio.wait_for(self._run(job), timeout)
+        except asyncio.CancelledError:
+            self.counters.abandoned += 1
+            raise
         except TimeoutError:
             if not final:
                 self.counters.dropped_partials += 1

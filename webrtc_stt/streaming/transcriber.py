@@ -53,6 +53,24 @@ class JobKind(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Pacing:
+    """How hard the engine is pressed, as the session reads it before each job.
+
+    ``partial_stretch`` > 1 means pressure: partials come that many times less often and
+    ask for economy (and commit nothing, so a cheaper partial never binds a final). Finals
+    give way later, in two steps, both only under that pressure: ``lean_finals`` (a
+    saturated engine) gives them ``lean_context_s`` of context instead of
+    ``final_context_s``, and ``final_economy`` (more finals wait than the engine takes at
+    once) a greedy search. ``speculate`` allows speculative finals.
+    """
+
+    partial_stretch: float = 1.0
+    speculate: bool = True
+    lean_finals: bool = False
+    final_economy: bool = False
+
+
+@dataclass(frozen=True)
 class TurnOptions:
     """Per-utterance settings a session may change between utterances."""
 
@@ -186,6 +204,7 @@ class StreamingTranscriber:
         self._finals: deque[_Spoken] = deque()
         """Recent finals with text, oldest first: the acoustic context of the next final."""
         self._context = int(config.final_context_s * SAMPLE_RATE)
+        self._lean_context = int(min(config.lean_context_s, config.final_context_s) * SAMPLE_RATE)
         self._interval = ms_to_samples(config.partial_interval_ms)
         self._first = ms_to_samples(config.first_partial_ms)
         self._early_interval = ms_to_samples(config.early_interval_ms)
@@ -267,28 +286,22 @@ class StreamingTranscriber:
 
     # -- jobs --------------------------------------------------------------------------
 
-    def next_job(
-        self,
-        *,
-        partial_stretch: float = 1.0,
-        speculate: bool = True,
-        final_economy: bool = False,
-    ) -> Job | None:
-        """The most urgent decode now, or None. ``partial_stretch`` > 1 means the engine is
-        under pressure: partials come less often and ask for economy (and commit nothing,
-        so a cheaper partial never binds a final). Finals ask for economy only with
-        ``final_economy``: when the engine truly cannot keep up with them."""
-        economy = partial_stretch > 1.0
-        final_economy = final_economy and economy
+    def next_job(self, pacing: Pacing | None = None) -> Job | None:
+        """The most urgent decode now, or None, at the engine's ``pacing`` (default:
+        an idle engine)."""
+        pacing = pacing or Pacing()
+        economy = pacing.partial_stretch > 1.0
+        final_economy = pacing.final_economy and economy
+        context = self._lean_context if pacing.lean_finals and economy else self._context
         if self._ended:
             segment = self._ended[0]
             assert segment.end is not None
             if segment.dropped:
                 language = segment.turn.language or segment.language or ""
                 committed = DecodeResult(segment.agreement.committed_text(), language)
-                request = self._request(segment, segment.start, final_economy)
+                request = self._request(segment, segment.start, final_economy, context=0)
                 return Job(JobKind.FINAL, segment.id, segment.end, request, cached=committed)
-            return self._final_job(segment, JobKind.FINAL, segment.end, final_economy)
+            return self._final_job(segment, JobKind.FINAL, segment.end, final_economy, context)
         current = self._segment
         if current is None:
             return None
@@ -296,9 +309,9 @@ class StreamingTranscriber:
         position = self.position
         if position - segment.start >= self._cut_at and not segment.cutting:
             upto = min(position, segment.start + self._max_window)
-            return self._final_job(segment, JobKind.CUT, upto, final_economy)
+            return self._final_job(segment, JobKind.CUT, upto, final_economy, 0)
         if (
-            speculate
+            pacing.speculate
             and segment.silence_at is not None
             and segment.speculation is None
             and position >= segment.silence_at + max(self._end_pad, self._speculate_after)
@@ -306,10 +319,10 @@ class StreamingTranscriber:
             # The VAD will end the utterance exactly here unless speech resumes.
             segment.speculation = (-1, _PENDING)
             upto = segment.silence_at + self._end_pad
-            return self._final_job(segment, JobKind.SPECULATIVE, upto, final_economy)
+            return self._final_job(segment, JobKind.SPECULATIVE, upto, final_economy, context)
         spoken = position - segment.start
         interval = self._interval if segment.partial_count else self._early_interval
-        due = segment.last_partial_at + int(interval * partial_stretch)
+        due = segment.last_partial_at + int(interval * pacing.partial_stretch)
         if (
             segment.turn.interim_results
             and spoken >= self._first
@@ -333,44 +346,49 @@ class StreamingTranscriber:
             )
         return None
 
-    def _final_job(self, segment: _Segment, kind: JobKind, upto: int, economy: bool) -> Job:
+    def _final_job(
+        self, segment: _Segment, kind: JobKind, upto: int, economy: bool, context: int
+    ) -> Job:
+        """A final, speculative final or cut over ``upto``, with up to ``context`` samples
+        of acoustic context (none for a cut)."""
         if kind is JobKind.FINAL and segment.speculation is not None:
             decoded_upto, result = segment.speculation
             if abs(decoded_upto - upto) <= SPECULATION_TOLERANCE:
-                request = self._request(segment, decoded_upto, economy)
+                request = self._request(segment, decoded_upto, economy, context=context)
                 return Job(kind, segment.id, decoded_upto, request, cached=result)
         if kind is JobKind.CUT:
             segment.cutting = True
-        request = self._request(segment, upto, economy, with_context=kind is not JobKind.CUT)
+        request = self._request(segment, upto, economy, context=context)
         return Job(kind, segment.id, upto, request)
 
     def _request(
-        self, segment: _Segment, upto: int, economy: bool, *, with_context: bool = True
+        self, segment: _Segment, upto: int, economy: bool, *, context: int
     ) -> DecodeRequest:
-        context = self._context_of(segment, upto) if with_context else ()
-        start = context[0].start if context else segment.start
+        spoken = self._context_of(segment, upto, context)
+        start = spoken[0].start if spoken else segment.start
         return DecodeRequest(
             self._key,
             DecodeKind.FINAL,
             self._audio.slice(start, upto),
             prefix=segment.agreement.committed_text(),
-            prompt=self._prompt(segment, skip=len(context)),
+            prompt=self._prompt(segment, skip=len(spoken)),
             language=segment.turn.language or segment.language,
             word_timestamps=self._word_timestamps,
             context=segment.start - start,
-            context_text=" ".join(f.text for f in context),
+            context_text=" ".join(f.text for f in spoken),
             economy=economy,
         )
 
-    def _context_of(self, segment: _Segment, upto: int) -> tuple[_Spoken, ...]:
-        """The latest finals whose audio (and the gaps between) fits before the segment.
+    def _context_of(self, segment: _Segment, upto: int, reach: int) -> tuple[_Spoken, ...]:
+        """The latest finals whose audio (and the gaps between) fits in the ``reach``
+        samples before the segment.
 
         Only for a segment that showed text: a noise blip decodes alone, where the
         no-speech and confidence filters can judge it without the context's speech.
         """
-        if not self._context or segment.partial_count == 0:
+        if not reach or segment.partial_count == 0:
             return ()
-        budget = min(self._context, MAX_DECODE - (upto - segment.start))
+        budget = min(reach, MAX_DECODE - (upto - segment.start))
         kept: list[_Spoken] = []
         for spoken in reversed(self._finals):
             if spoken.end > segment.start or spoken.start < segment.start - budget:
@@ -407,10 +425,7 @@ class StreamingTranscriber:
             case JobKind.SPECULATIVE:
                 segment = self._segment
                 if segment is not None and segment.id == job.segment_id:
-                    still_pausing = (
-                        segment.silence_at is not None
-                        and segment.silence_at + self._end_pad == job.upto
-                    )
+                    still_pausing = self._pausing_until(segment, job.upto)
                     segment.speculation = (job.upto, result) if still_pausing else None
                 elif self._ended and self._ended[0].id == job.segment_id:
                     self._ended[0].speculation = (job.upto, result)
@@ -420,11 +435,41 @@ class StreamingTranscriber:
             case JobKind.CUT:
                 return self._complete_cut(job, result)
 
+    def obsolete(self, job: Job) -> bool:
+        """Whether the result of ``job``, still in flight, can no longer be used: a partial
+        of a segment that has ended, or a speculative final of a pause that was not the end
+        (speech resumed, or the utterance ended elsewhere). :meth:`complete` would discard
+        such a result, so the caller may drop the decode and move on to the next job
+        (usually the final it was holding back). Finals and cuts are never obsolete."""
+        segment = self._segment
+        current = segment is not None and segment.id == job.segment_id
+        match job.kind:
+            case JobKind.PARTIAL:
+                return not current
+            case JobKind.SPECULATIVE:
+                if segment is not None and current:
+                    return not self._pausing_until(segment, job.upto)
+                ended = self._ended[0] if self._ended else None
+                if ended is None or ended.id != job.segment_id or ended.end is None:
+                    return True
+                return ended.dropped or abs(ended.end - job.upto) > SPECULATION_TOLERANCE
+            case _:
+                return False
+
+    def _pausing_until(self, segment: _Segment, upto: int) -> bool:
+        """Whether the segment is in the pause whose speculative final decodes to ``upto``."""
+        return segment.silence_at is not None and segment.silence_at + self._end_pad == upto
+
     def abandon(self, job: Job) -> None:
         """A job's decode failed or was dropped; let it be scheduled again."""
         segment = self._segment
         if segment is not None and segment.id == job.segment_id and job.kind is JobKind.CUT:
             segment.cutting = False
+        if job.kind is JobKind.SPECULATIVE:
+            for owner in (segment, self._ended[0] if self._ended else None):
+                if owner is not None and owner.id == job.segment_id:
+                    if owner.speculation is not None and owner.speculation[1] is _PENDING:
+                        owner.speculation = None
 
     def _complete_partial(self, job: Job, result: DecodeResult) -> list[Event]:
         segment = self._segment
