@@ -189,3 +189,31 @@ def test_a_saturated_engine_gives_finals_a_lean_context() -> None:
     # Lean finals come only with pressure on the partials too (they give way first).
     calm = job_of(after_speech(8), JobKind.FINAL, Pacing(lean_finals=True))
     assert calm.request.context_text == full.request.context_text
+
+
+async def test_finals_turn_lean_only_while_a_final_waits_for_a_worker() -> None:
+    """The pacing a session reads from a real engine: busy partials alone keep finals
+    whole; a final queued behind the one the (held) worker decodes makes them lean."""
+    decoder = ScriptedDecoder()
+    decoder.gate.clear()
+    engine = LocalEngine(decoder, max_batch=1)
+    session = Session("s", engine)
+    audio = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    others = [
+        asyncio.create_task(engine.decode(DecodeRequest(f"o{k}", DecodeKind.FINAL, audio)))
+        for k in range(2)
+    ]
+    try:
+        assert session._pacing() == Pacing()
+        for _ in range(500):
+            if engine.load().waiting_finals == 1:  # one in the worker, one queued
+                break
+            await asyncio.sleep(0.01)
+        pacing = session._pacing()
+        assert pacing.lean_finals and not pacing.final_economy and not pacing.speculate
+        assert pacing.partial_stretch > 1.0
+    finally:
+        decoder.gate.set()
+        await asyncio.gather(*others)
+        await session.close()
+        engine.close()

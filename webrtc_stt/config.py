@@ -89,9 +89,12 @@ class StreamingConfig:
     latency on two CPU cores against 0.75 s at 12 s (``bench.capacity``), but speech-wide
     WER rose from 12.6 to 13.2 % (conversational 22.0 to 24.1 %)."""
     lean_context_s: float = 4.0
-    """The context of finals while the engine is saturated (see ``session._pacing``): with
-    12 s a final on a busy two-core CPU took about 1 s, most of it the context's encoder
-    frames and its forced text, which the decoder steps through one token at a time."""
+    """The context of finals made while another final waits for a worker (the engine is
+    behind on finals; see ``session._pacing``). With 12 s a final on a busy two-core CPU
+    takes about 1 s, most of it the context's encoder frames and its forced text, which
+    CTranslate2 steps through one token at a time. It costs accuracy: every final at 4 s
+    took speech-wide from 12.1 to 13.5 % WER (conversational 22.2 to 25.2 %; 8 s: 12.4 and
+    24.1 %), so it is kept for the backlog: 6 % of the finals at six streams."""
     adaptive_cadence: bool = True
     """Stretch the partial cadence and stop speculative finals when the engine is busy.
     Off for virtual-clock replays, where wall-clock load means nothing."""

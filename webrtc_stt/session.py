@@ -316,8 +316,9 @@ class Session:
 
     def _pacing(self) -> Pacing:
         """How hard the engine is pressed. Partials give way first (less often, economy
-        windows) and speculation stops; a saturated engine gives finals a lean context;
-        finals decode greedily only when more of them wait than the engine can take in
+        windows) and speculation stops. Finals keep their full decode until the engine is
+        behind on them: while a final waits for a worker, new finals get a lean context,
+        and they decode greedily only when more of them wait than the engine can take in
         one batch."""
         if not self.config.streaming.adaptive_cadence:
             return Pacing()
@@ -325,7 +326,7 @@ class Session:
         pressure = max(load.busy_fraction, 1.0 if load.waiting_finals else 0.0)
         final_economy = load.waiting_finals >= FINAL_ECONOMY_BACKLOG
         if pressure > 0.9:
-            return Pacing(MAX_PARTIAL_STRETCH, False, True, final_economy)
+            return Pacing(MAX_PARTIAL_STRETCH, False, load.waiting_finals > 0, final_economy)
         if pressure > 0.7:
             return Pacing(2.0, False, False, final_economy)
         return Pacing()

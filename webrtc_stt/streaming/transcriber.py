@@ -58,8 +58,8 @@ class Pacing:
 
     ``partial_stretch`` > 1 means pressure: partials come that many times less often and
     ask for economy (and commit nothing, so a cheaper partial never binds a final). Finals
-    give way later, in two steps, both only under that pressure: ``lean_finals`` (a
-    saturated engine) gives them ``lean_context_s`` of context instead of
+    give way later, in two steps, both only under that pressure: ``lean_finals`` (a final
+    already waits for a worker) gives them ``lean_context_s`` of context instead of
     ``final_context_s``, and ``final_economy`` (more finals wait than the engine takes at
     once) a greedy search. ``speculate`` allows speculative finals.
     """
