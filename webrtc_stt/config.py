@@ -96,7 +96,8 @@ class StreamingConfig:
     took speech-wide from 12.1 to 13.5 % WER (conversational 22.2 to 25.2 %; 8 s: 12.4 and
     24.1 %), so it is kept for the backlog: 6 % of the finals at six streams."""
     adaptive_cadence: bool = True
-    """Stretch the partial cadence and stop speculative finals when the engine is busy.
+    """Stretch the partial cadence, stop speculative finals and, while finals wait, give
+    them the lean context when the engine is busy (``streaming.transcriber.Pacing``).
     Off for virtual-clock replays, where wall-clock load means nothing."""
 
 

@@ -89,7 +89,8 @@ class DecodeResult:
 
 
 class Superseded(Exception):
-    """A partial request was replaced by a newer one of the same session before it ran."""
+    """A partial request was replaced by a newer one of the same session before it ran
+    (the session also raises it for a decode it dropped in flight: see ``Session._run``)."""
 
 
 class EngineClosed(Exception):
